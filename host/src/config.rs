@@ -1,0 +1,664 @@
+//! The provider catalogue: `providers/*.yaml` fragments and `fallbacks.yaml`.
+//!
+//! Loading checks everything a typo could break (unknown fields, duplicate
+//! aliases, unknown adapters, chains that name missing aliases or mix modes)
+//! and reports each problem with the file and field it is in, so `tollgate
+//! check` can point at the line to fix. A provider is *enabled* only when its
+//! flag is exactly `1` and its key reference resolves; disabled providers stay
+//! in the catalogue (for `check`) but are invisible to clients.
+
+use crate::env::Env;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a model does; each mode is one OpenAI endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Chat,
+    Embedding,
+    Rerank,
+    Transcription,
+    Speech,
+    Image,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Chat => "chat",
+            Mode::Embedding => "embedding",
+            Mode::Rerank => "rerank",
+            Mode::Transcription => "transcription",
+            Mode::Speech => "speech",
+            Mode::Image => "image",
+        }
+    }
+}
+
+/// How a provider is paid for; chains go free → subscription → paid → local.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Free,
+    Subscription,
+    Paid,
+    Local,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Subscription => "subscription",
+            Tier::Paid => "paid",
+            Tier::Local => "local",
+        }
+    }
+}
+
+/// Published limits. Requests or tokens per minute, hour, day and month, and
+/// a dollar credit spent at the models' prices.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub rpm: Option<u64>,
+    pub rph: Option<u64>,
+    pub rpd: Option<u64>,
+    pub tpm: Option<u64>,
+    pub tph: Option<u64>,
+    pub tpd: Option<u64>,
+    pub rpmonth: Option<u64>,
+    pub tpmonth: Option<u64>,
+    pub credit_usd: Option<f64>,
+}
+
+/// USD per million tokens, for providers whose limit is a credit.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+/// What a local model needs from the GPU.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gpu {
+    pub device: String,
+    pub vram_mb: u64,
+}
+
+/// How long to wait on an upstream, in seconds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// To open the connection.
+    pub connect: f64,
+    /// From sending the request to the response headers (a non-streaming
+    /// answer arrives whole, so this bounds the whole generation).
+    pub response: f64,
+    /// Between two pieces of a streamed body.
+    pub idle: f64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: 10.0,
+            response: 300.0,
+            idle: 120.0,
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn connect(&self) -> Duration {
+        Duration::from_secs_f64(self.connect)
+    }
+    pub fn response(&self) -> Duration {
+        Duration::from_secs_f64(self.response)
+    }
+    pub fn idle(&self) -> Duration {
+        Duration::from_secs_f64(self.idle)
+    }
+}
+
+/// One `providers/<name>.yaml` file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderFile {
+    name: String,
+    flag: String,
+    adapter: String,
+    base_url: String,
+    #[serde(default)]
+    api_key: Option<String>,
+    tier: Tier,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    timeouts: Timeouts,
+    #[serde(default)]
+    adapter_options: Option<serde_json::Value>,
+    /// Where the provider publishes its limits; for people, not the gateway.
+    #[serde(default)]
+    docs: Option<String>,
+    models: Vec<ModelFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    alias: String,
+    model: String,
+    mode: Mode,
+    #[serde(default)]
+    tier: Option<Tier>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    price: Option<Price>,
+    #[serde(default)]
+    gpu: Option<Gpu>,
+    #[serde(default)]
+    notes: Option<String>,
+}
+
+/// An API key. Never printed: `Debug` and `Display` show a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A provider, resolved against the environment.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub flag: String,
+    pub adapter: String,
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub tier: Tier,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    /// `adapter_options` as JSON text, handed to the adapter with each call.
+    pub options: String,
+    pub docs: Option<String>,
+    pub source: PathBuf,
+    /// `Ok` when enabled, else why not (for `tollgate check`).
+    pub status: Result<(), String>,
+}
+
+impl Provider {
+    pub fn enabled(&self) -> bool {
+        self.status.is_ok()
+    }
+}
+
+/// A model alias, with its provider.
+#[derive(Debug)]
+pub struct Model {
+    pub alias: String,
+    pub model: String,
+    pub mode: Mode,
+    pub tier: Tier,
+    pub limits: Limits,
+    pub price: Option<Price>,
+    pub gpu: Option<Gpu>,
+    pub notes: Option<String>,
+    pub provider: Arc<Provider>,
+}
+
+impl Model {
+    pub fn enabled(&self) -> bool {
+        self.provider.enabled()
+    }
+}
+
+/// Every problem found, each naming its file and field.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// The loaded catalogue.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub providers: Vec<Arc<Provider>>,
+    /// Every alias, in file order, enabled or not.
+    pub models: Vec<Arc<Model>>,
+    by_alias: HashMap<String, Arc<Model>>,
+    pub fallbacks: BTreeMap<String, Vec<String>>,
+}
+
+pub const FALLBACKS_FILE: &str = "fallbacks.yaml";
+
+impl Catalog {
+    /// Loads every fragment in `dir`. `adapter_known` says whether an adapter
+    /// name refers to a loaded plugin.
+    pub fn load(
+        dir: &Path,
+        env: &Env,
+        adapter_known: &dyn Fn(&str) -> bool,
+    ) -> Result<Catalog, ConfigError> {
+        let mut problems = Vec::new();
+        let mut catalog = Catalog::default();
+        let files = match fragment_files(dir) {
+            Ok(files) => files,
+            Err(e) => {
+                return Err(ConfigError {
+                    problems: vec![format!("{}: {e}", dir.display())],
+                });
+            }
+        };
+        for path in &files {
+            if let Err(mut found) = catalog.add_fragment(path, env, adapter_known) {
+                problems.append(&mut found);
+            }
+        }
+        let fallbacks = dir.join(FALLBACKS_FILE);
+        if fallbacks.exists() {
+            if let Err(mut found) = catalog.add_fallbacks(&fallbacks) {
+                problems.append(&mut found);
+            }
+        }
+        if problems.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    fn add_fragment(
+        &mut self,
+        path: &Path,
+        env: &Env,
+        adapter_known: &dyn Fn(&str) -> bool,
+    ) -> Result<(), Vec<String>> {
+        let at = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{at}: {e}")])?;
+        let file: ProviderFile =
+            serde_yaml::from_str(&text).map_err(|e| vec![format!("{at}: {e}")])?;
+        let mut problems = Vec::new();
+        check_provider(&file, adapter_known, &mut |field, msg| {
+            problems.push(format!("{at}: {field}: {msg}"))
+        });
+        if let Some(other) = self.providers.iter().find(|p| p.name == file.name) {
+            problems.push(format!(
+                "{at}: name: provider `{}` is already defined in {}",
+                file.name,
+                other.source.display()
+            ));
+        }
+        let provider = Arc::new(resolve_provider(&file, path, env));
+        for (i, model) in file.models.iter().enumerate() {
+            if let Some(existing) = self.by_alias.get(&model.alias) {
+                problems.push(format!(
+                    "{at}: models[{i}].alias: `{}` is already defined in {}",
+                    model.alias,
+                    existing.provider.source.display()
+                ));
+                continue;
+            }
+            let model = Arc::new(Model {
+                alias: model.alias.clone(),
+                model: model.model.clone(),
+                mode: model.mode,
+                tier: model.tier.unwrap_or(file.tier),
+                limits: model.limits.clone(),
+                price: model.price.clone(),
+                gpu: model.gpu.clone(),
+                notes: model.notes.clone(),
+                provider: provider.clone(),
+            });
+            self.by_alias.insert(model.alias.clone(), model.clone());
+            self.models.push(model);
+        }
+        self.providers.push(provider);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn add_fallbacks(&mut self, path: &Path) -> Result<(), Vec<String>> {
+        let at = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{at}: {e}")])?;
+        let chains: BTreeMap<String, Vec<String>> =
+            serde_yaml::from_str(&text).map_err(|e| vec![format!("{at}: {e}")])?;
+        let mut problems = Vec::new();
+        for (alias, chain) in &chains {
+            let Some(head) = self.by_alias.get(alias) else {
+                problems.push(format!("{at}: {alias}: no provider defines this alias"));
+                continue;
+            };
+            let mut seen = HashSet::from([alias.as_str()]);
+            for (i, next) in chain.iter().enumerate() {
+                match self.by_alias.get(next) {
+                    None => problems.push(format!(
+                        "{at}: {alias}[{i}]: `{next}` is not defined by any provider"
+                    )),
+                    Some(model) if model.mode != head.mode => problems.push(format!(
+                        "{at}: {alias}[{i}]: `{next}` serves {}, but `{alias}` serves {}",
+                        model.mode.as_str(),
+                        head.mode.as_str()
+                    )),
+                    Some(_) if !seen.insert(next) => problems.push(format!(
+                        "{at}: {alias}[{i}]: `{next}` appears twice in the chain"
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        self.fallbacks = chains;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// An alias's model, enabled or not.
+    pub fn model(&self, alias: &str) -> Option<&Arc<Model>> {
+        self.by_alias.get(alias)
+    }
+
+    /// The models to try for `alias`, in order: itself, then its chain,
+    /// enabled ones only. Empty when the alias itself is unknown or disabled.
+    pub fn candidates(&self, alias: &str) -> Vec<Arc<Model>> {
+        let Some(head) = self.by_alias.get(alias).filter(|m| m.enabled()) else {
+            return Vec::new();
+        };
+        let chain = self.fallbacks.get(alias).into_iter().flatten();
+        std::iter::once(head)
+            .chain(chain.filter_map(|next| self.by_alias.get(next)))
+            .filter(|m| m.enabled())
+            .cloned()
+            .collect()
+    }
+
+    /// Every key in use, to scrub from anything shown to clients or logs.
+    pub fn secrets(&self) -> Vec<String> {
+        self.providers
+            .iter()
+            .filter_map(|p| p.api_key.as_ref())
+            .map(|s| s.expose().to_owned())
+            .collect()
+    }
+}
+
+/// `*.yaml` / `*.yml` files in `dir` except the fallbacks file, sorted.
+fn fragment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            let yaml = path
+                .extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml");
+            let fallbacks = path.file_name().is_some_and(|n| n == FALLBACKS_FILE);
+            yaml && !fallbacks
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Problems that do not depend on the environment.
+fn check_provider(
+    file: &ProviderFile,
+    adapter_known: &dyn Fn(&str) -> bool,
+    problem: &mut dyn FnMut(&str, String),
+) {
+    if file.name.trim().is_empty() {
+        problem("name", "must not be empty".into());
+    }
+    if file.flag.trim().is_empty() {
+        problem("flag", "must not be empty".into());
+    }
+    if !adapter_known(&file.adapter) {
+        problem(
+            "adapter",
+            format!(
+                "no plugin named `{}` is bundled or in the plugins folder",
+                file.adapter
+            ),
+        );
+    }
+    if let Some(key) = &file.api_key {
+        if key_reference(key).is_none() {
+            problem(
+                "api_key",
+                "must be an environment reference such as ${GROQ_API_KEY}, never a literal key"
+                    .into(),
+            );
+        }
+    }
+    if file
+        .adapter_options
+        .as_ref()
+        .is_some_and(|o| !o.is_object())
+    {
+        problem("adapter_options", "must be a mapping".into());
+    }
+    let t = &file.timeouts;
+    if [t.connect, t.response, t.idle]
+        .iter()
+        .any(|s| !s.is_finite() || *s <= 0.0)
+    {
+        problem(
+            "timeouts",
+            "every timeout must be a positive number of seconds".into(),
+        );
+    }
+    if file.models.is_empty() {
+        problem("models", "lists no model".into());
+    }
+    for (i, model) in file.models.iter().enumerate() {
+        if model.alias.trim().is_empty() {
+            problem(&format!("models[{i}].alias"), "must not be empty".into());
+        }
+        if model.model.trim().is_empty() {
+            problem(&format!("models[{i}].model"), "must not be empty".into());
+        }
+    }
+}
+
+/// `${NAME}` → `NAME`.
+fn key_reference(text: &str) -> Option<&str> {
+    let name = text.strip_prefix("${")?.strip_suffix('}')?;
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some(name)
+}
+
+fn resolve_provider(file: &ProviderFile, path: &Path, env: &Env) -> Provider {
+    let mut base_url = file.base_url.clone();
+    let mut api_key = None;
+    let status = (|| {
+        match env.get(&file.flag) {
+            Some("1") => {}
+            Some(other) => return Err(format!("{}={other} (only `1` enables it)", file.flag)),
+            None => return Err(format!("{} is not set to 1", file.flag)),
+        }
+        if let Some(reference) = file.api_key.as_deref().and_then(key_reference) {
+            let key = env
+                .get(reference)
+                .ok_or_else(|| format!("{reference} is not set"))?;
+            api_key = Some(Secret::new(key.to_owned()));
+        }
+        base_url = env
+            .expand(&file.base_url)
+            .map_err(|e| format!("base_url: {e}"))?;
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(format!("base_url `{base_url}` is not an http(s) URL"));
+        }
+        Ok(())
+    })();
+    Provider {
+        name: file.name.clone(),
+        flag: file.flag.clone(),
+        adapter: file.adapter.clone(),
+        base_url: base_url.trim_end_matches('/').to_owned(),
+        api_key,
+        tier: file.tier,
+        limits: file.limits.clone(),
+        timeouts: file.timeouts.clone(),
+        options: file
+            .adapter_options
+            .as_ref()
+            .map_or_else(|| "{}".to_owned(), |o| o.to_string()),
+        docs: file.docs.clone(),
+        source: path.to_path_buf(),
+        status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    const GROQ: &str = "name: groq\nflag: GROQ\nadapter: openai\nbase_url: https://api.groq.com/openai/v1\napi_key: ${GROQ_API_KEY}\ntier: free\nlimits: { rpm: 30 }\nmodels:\n  - alias: groq-llama\n    model: llama\n    mode: chat\n    limits: { rpd: 1000 }\n";
+    const LOCAL: &str = "name: local\nflag: LOCAL\nadapter: openai\nbase_url: ${LOCAL_URL:-http://127.0.0.1:11434/v1}\ntier: local\nmodels:\n  - alias: local-llama\n    model: llama3\n    mode: chat\n  - alias: local-embed\n    model: bge\n    mode: embedding\n";
+
+    fn load(dir: &Path, env: &[(&str, &str)]) -> Result<Catalog, ConfigError> {
+        Catalog::load(dir, &Env::from_pairs(env), &|a| a == "openai")
+    }
+
+    #[test]
+    fn flag_and_key_both_needed_to_enable() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "groq.yaml", GROQ);
+        write(dir.path(), "local.yaml", LOCAL);
+        let catalog = load(dir.path(), &[("GROQ", "1"), ("LOCAL", "1")]).unwrap();
+        let groq = catalog.model("groq-llama").unwrap();
+        assert!(!groq.enabled(), "flag without key must stay disabled");
+        assert!(catalog.model("local-llama").unwrap().enabled());
+        assert_eq!(
+            catalog.model("local-llama").unwrap().provider.base_url,
+            "http://127.0.0.1:11434/v1"
+        );
+
+        let catalog = load(dir.path(), &[("GROQ", "true"), ("GROQ_API_KEY", "k")]).unwrap();
+        assert!(!catalog.model("groq-llama").unwrap().enabled());
+        let catalog = load(dir.path(), &[("GROQ", "1"), ("GROQ_API_KEY", "k")]).unwrap();
+        let groq = catalog.model("groq-llama").unwrap();
+        assert!(groq.enabled());
+        assert_eq!(groq.limits.rpd, Some(1000));
+        assert_eq!(groq.provider.limits.rpm, Some(30));
+        assert_eq!(format!("{:?}", groq.provider.api_key), "Some(Secret(***))");
+    }
+
+    #[test]
+    fn candidates_follow_the_chain_and_skip_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "groq.yaml", GROQ);
+        write(dir.path(), "local.yaml", LOCAL);
+        write(
+            dir.path(),
+            FALLBACKS_FILE,
+            "local-llama: [groq-llama]\ngroq-llama: [local-llama]\n",
+        );
+        let catalog = load(dir.path(), &[("LOCAL", "1")]).unwrap();
+        let aliases = |a: &str| -> Vec<String> {
+            catalog
+                .candidates(a)
+                .iter()
+                .map(|m| m.alias.clone())
+                .collect()
+        };
+        assert_eq!(aliases("local-llama"), vec!["local-llama"]);
+        assert!(
+            aliases("groq-llama").is_empty(),
+            "a disabled alias is invisible"
+        );
+        assert!(aliases("nope").is_empty());
+    }
+
+    #[test]
+    fn problems_name_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "groq.yaml",
+            &GROQ.replace("    mode: chat", "    mode: chat\n    modle: x"),
+        );
+        write(
+            dir.path(),
+            "bad.yaml",
+            &LOCAL
+                .replace("adapter: openai", "adapter: nope")
+                .replace("local-embed", "local-llama"),
+        );
+        write(
+            dir.path(),
+            "leak.yaml",
+            &GROQ
+                .replace("${GROQ_API_KEY}", "gsk_live_literal")
+                .replace("name: groq", "name: leak")
+                .replace("groq-llama", "leak-llama"),
+        );
+        write(
+            dir.path(),
+            FALLBACKS_FILE,
+            "leak-llama: [missing, local-llama]\n",
+        );
+        let err = load(dir.path(), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("groq.yaml: models[0]: unknown field `modle`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("bad.yaml: adapter: no plugin named `nope`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("bad.yaml: models[1].alias: `local-llama` is already defined"),
+            "{err}"
+        );
+        assert!(
+            err.contains("leak.yaml: api_key: must be an environment reference"),
+            "{err}"
+        );
+        assert!(!err.contains("gsk_live_literal"), "{err}");
+        assert!(
+            err.contains("fallbacks.yaml: leak-llama[0]: `missing` is not defined"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn chains_may_not_mix_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "local.yaml", LOCAL);
+        write(dir.path(), FALLBACKS_FILE, "local-llama: [local-embed]\n");
+        let err = load(dir.path(), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("`local-embed` serves embedding, but `local-llama` serves chat"),
+            "{err}"
+        );
+    }
+}

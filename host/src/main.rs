@@ -1,0 +1,226 @@
+//! `tollgate`: one OpenAI-compatible endpoint in front of many LLM providers,
+//! free tiers first.
+
+mod api;
+mod config;
+mod env;
+mod plugins;
+mod redact;
+mod router;
+mod server;
+mod upstream;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use config::{Catalog, Secret};
+use plugins::{PluginRuntime, PluginSource, engine::Limits};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An OpenAI-compatible LLM gateway that spends free tiers first"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the OpenAI-compatible API.
+    Serve(ServeArgs),
+    /// Validate the configuration and plugins, then exit (non-zero on problems).
+    Check(Sources),
+}
+
+#[derive(Args)]
+struct Sources {
+    /// Folder of provider fragments and fallbacks.yaml.
+    #[arg(long, default_value = "providers")]
+    config: PathBuf,
+    /// Folder of plugin components (`NAME.wasm`).
+    #[arg(long, default_value = "plugins")]
+    plugins: PathBuf,
+    /// Folder for state (compiled plugin cache).
+    #[arg(long, default_value = ".tollgate")]
+    data: PathBuf,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    sources: Sources,
+    /// Address to listen on. Loopback by default: set TOLLGATE_MASTER_KEY
+    /// before exposing the gateway further.
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    listen: SocketAddr,
+}
+
+fn main() -> std::process::ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Check(sources) => check(sources).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Sandbox limits, adjustable from the environment.
+fn limits(env: &env::Env) -> Result<Limits> {
+    let mut limits = Limits::default();
+    let number = |name: &str| -> Result<Option<u64>> {
+        env.get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .with_context(|| format!("{name}={v} is not a number"))
+            })
+            .transpose()
+    };
+    if let Some(ms) = number("TOLLGATE_PLUGIN_DEADLINE_MS")? {
+        limits.call_deadline = Duration::from_millis(ms.max(1));
+    }
+    if let Some(mb) = number("TOLLGATE_PLUGIN_MEMORY_MB")? {
+        limits.memory_bytes = (mb.max(1) as usize) << 20;
+    }
+    if let Some(n) = number("TOLLGATE_MAX_INSTANCES")? {
+        limits.max_instances = n.clamp(1, 10_000) as u32;
+    }
+    Ok(limits)
+}
+
+async fn load(sources: &Sources, env: &env::Env) -> Result<(Catalog, PluginRuntime)> {
+    let cache = sources.data.join("cache");
+    let plugins = PluginRuntime::load(limits(env)?, Some(&sources.plugins), Some(cache))
+        .await
+        .context("loading plugins")?;
+    if !sources.config.is_dir() {
+        anyhow::bail!(
+            "the config folder {} does not exist (pass --config DIR)",
+            sources.config.display()
+        );
+    }
+    let catalog = Catalog::load(&sources.config, env, &|name| {
+        plugins.adapter(name).is_some()
+    })
+    .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    Ok((catalog, plugins))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let env = env::Env::load(Path::new("."))?;
+    let (catalog, plugins) = load(&args.sources, &env).await?;
+    let enabled = catalog.providers.iter().filter(|p| p.enabled()).count();
+    let aliases = catalog.models.iter().filter(|m| m.enabled()).count();
+    if enabled == 0 {
+        tracing::warn!(
+            "no provider is enabled: set a provider's flag to 1 (and its key) in the environment or .env"
+        );
+    }
+    let master_key = env
+        .get("TOLLGATE_MASTER_KEY")
+        .map(|k| Secret::new(k.to_owned()));
+    if master_key.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(listen = %args.listen, "listening beyond loopback without TOLLGATE_MASTER_KEY: anyone who can reach this port can spend your quotas");
+    }
+    let gateway = router::Gateway::new(catalog, plugins)?;
+    let state = Arc::new(server::AppState::new(gateway, master_key));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(providers = enabled, aliases, "serving");
+    println!("tollgate listening on http://{addr}");
+    std::io::stdout().flush().ok();
+    server::run(listener, state, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn check(sources: Sources) -> Result<()> {
+    let env = env::Env::load(Path::new("."))?;
+    let (catalog, plugins) = load(&sources, &env).await?;
+    println!("plugins:");
+    for adapter in plugins.adapters() {
+        let source = match &adapter.source {
+            PluginSource::Bundled => "bundled".to_owned(),
+            PluginSource::File(path) => path.display().to_string(),
+        };
+        println!(
+            "  {:<12} {:<8} {source}  sha256:{}",
+            adapter.name,
+            adapter.info.version,
+            &adapter.digest[..12]
+        );
+    }
+    for failure in plugins.failures() {
+        println!("  {:<12} REJECTED {}", failure.name, failure.error);
+    }
+    let enabled = catalog.providers.iter().filter(|p| p.enabled()).count();
+    println!(
+        "providers ({enabled} of {} enabled):",
+        catalog.providers.len()
+    );
+    for provider in &catalog.providers {
+        let models = catalog
+            .models
+            .iter()
+            .filter(|m| Arc::ptr_eq(&m.provider, provider))
+            .count();
+        let status = match &provider.status {
+            Ok(()) => "enabled".to_owned(),
+            Err(why) => format!("disabled ({why})"),
+        };
+        println!(
+            "  {:<14} {:<12} {models:>3} models  {status}",
+            provider.name,
+            provider.tier.as_str()
+        );
+    }
+    println!("fallbacks: {} chains", catalog.fallbacks.len());
+    if !plugins.failures().is_empty() {
+        anyhow::bail!("{} plugin(s) were rejected", plugins.failures().len());
+    }
+    println!("ok");
+    Ok(())
+}

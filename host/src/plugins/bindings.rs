@@ -1,0 +1,16 @@
+//! Host-side bindings of `wit/tollgate.wit`, generated at compile time.
+//!
+//! Exports are async so calls run on wasmtime fibers and can be interrupted
+//! at epoch deadlines without blocking the tokio worker they run on.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "adapter-plugin",
+    exports: { default: async },
+});
+
+pub use tollgate::plugin::types::{
+    Body, ClientRequest, ControlAction, ControlStep, Credential, Failure, FailureKind, Mode,
+    PluginInfo, Reply, ResponseKind, StreamOutput, Target, UpstreamRequest, UpstreamResponse,
+    Usage,
+};

@@ -1,0 +1,9 @@
+//! Plugins compiled into the binary by `build.rs`, so `tollgate serve` works
+//! from any folder. A `NAME.wasm` in the plugins folder overrides the bundled
+//! plugin of that name.
+
+/// (name, component bytes) of every bundled plugin.
+pub const BUNDLED: &[(&str, &[u8])] = &[(
+    "openai",
+    include_bytes!(concat!(env!("OUT_DIR"), "/plugins/openai.wasm")),
+)];

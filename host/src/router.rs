@@ -1,0 +1,488 @@
+//! Routing one request across its candidates.
+//!
+//! Candidates are the requested alias then its fallback chain, enabled ones
+//! only. Each attempt runs in a fresh plugin instance: the adapter builds the
+//! upstream request, the host sends it, the adapter translates the answer or
+//! classifies the failure. A failure the next provider would repeat (a bad
+//! request) goes straight back to the client; every other failure (429, 5xx,
+//! auth, connection error, timeout, plugin fault) moves on to the next
+//! candidate. A stream is committed to its provider once the first client
+//! chunk is ready; a failure after that ends the stream with an error event.
+
+use crate::api::{ApiError, Body, BodyError, json_response};
+use crate::config::{Catalog, Model};
+use crate::plugins::bindings::{
+    self, ClientRequest, FailureKind, ResponseKind, Target, UpstreamResponse,
+};
+use crate::plugins::{PluginRuntime, Session, StreamSession};
+use crate::redact::Redactor;
+use crate::upstream::{self, UpstreamError, Upstreams};
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Response header naming the alias that served the request.
+pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
+/// Response header counting the attempts made, the serving one included.
+pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
+
+/// Everything a request needs, shared by all requests.
+pub struct Gateway {
+    pub catalog: Catalog,
+    pub plugins: PluginRuntime,
+    upstreams: Upstreams,
+    redactor: Redactor,
+}
+
+/// Why one attempt did not serve the request.
+enum Failed {
+    /// The client's own fault: answer with this and stop.
+    Final(ApiError),
+    /// Note it and try the next candidate.
+    Next { reason: String, kind: FailureKind },
+}
+
+impl Failed {
+    fn next(kind: FailureKind, reason: impl ToString) -> Self {
+        Failed::Next {
+            reason: reason.to_string(),
+            kind,
+        }
+    }
+}
+
+impl From<crate::plugins::PluginError> for Failed {
+    fn from(e: crate::plugins::PluginError) -> Self {
+        Failed::next(FailureKind::Other, e)
+    }
+}
+
+impl From<UpstreamError> for Failed {
+    fn from(e: UpstreamError) -> Self {
+        let kind = match e {
+            UpstreamError::Connect(_) | UpstreamError::ResponseTimeout(_) => {
+                FailureKind::Unavailable
+            }
+            _ => FailureKind::Other,
+        };
+        Failed::next(kind, e)
+    }
+}
+
+impl Gateway {
+    pub fn new(catalog: Catalog, plugins: PluginRuntime) -> anyhow::Result<Self> {
+        let upstreams = Upstreams::new(&catalog.providers)?;
+        let redactor = Redactor::new(catalog.secrets());
+        Ok(Gateway {
+            catalog,
+            plugins,
+            upstreams,
+            redactor,
+        })
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Serves `request` for `alias` from the first candidate that can.
+    pub async fn serve(&self, alias: &str, request: ClientRequest) -> Response<Body> {
+        let candidates = self.catalog.candidates(alias);
+        let Some(head) = candidates.first() else {
+            return ApiError::model_not_found(alias).into_response();
+        };
+        let mode = wit_mode(head.mode);
+        if mode != request.mode {
+            return ApiError::bad_request(format!(
+                "the model `{alias}` is a {} model and cannot serve this endpoint",
+                head.mode.as_str()
+            ))
+            .into_response();
+        }
+        let mut notes = Vec::new();
+        for model in &candidates {
+            match self.attempt(model, &request).await {
+                Ok(response) => return with_route(response, &model.alias, notes.len() + 1),
+                Err(Failed::Final(error)) => {
+                    return with_route(error.into_response(), &model.alias, notes.len() + 1);
+                }
+                Err(Failed::Next { reason, kind }) => {
+                    let reason = self.redactor.scrub(&reason);
+                    tracing::warn!(alias = %model.alias, provider = %model.provider.name, "attempt failed: {reason}");
+                    notes.push((model.clone(), reason, kind));
+                }
+            }
+        }
+        let attempts = notes.len();
+        let error = exhausted(alias, notes);
+        let mut response = error.into_response();
+        set_header(&mut response, ATTEMPTS_HEADER, &attempts.to_string());
+        response
+    }
+
+    async fn attempt(
+        &self,
+        model: &Model,
+        request: &ClientRequest,
+    ) -> Result<Response<Body>, Failed> {
+        let adapter = self
+            .plugins
+            .adapter(&model.provider.adapter)
+            .ok_or_else(|| {
+                Failed::next(
+                    FailureKind::Other,
+                    format!("adapter `{}` is not loaded", model.provider.adapter),
+                )
+            })?;
+        let target = target_of(model);
+        let mut session = self.plugins.session(adapter).await?;
+        let upstream_request = match session.build_request(&target, request).await? {
+            Ok(built) => built,
+            Err(message) => {
+                return Err(Failed::Final(ApiError::bad_request(
+                    self.redactor.scrub(&message),
+                )));
+            }
+        };
+        let stream = upstream_request.response == ResponseKind::EventStream;
+        let response = self
+            .upstreams
+            .send(&model.provider, upstream_request)
+            .await?;
+        if !response.status().is_success() {
+            return Err(self.failure(model, session, &target, response).await);
+        }
+        if stream {
+            self.stream(model, session, &target, request, response)
+                .await
+        } else {
+            self.whole(model, session, &target, request, response).await
+        }
+    }
+
+    /// Reads a failed response and asks the adapter what it means.
+    async fn failure(
+        &self,
+        model: &Model,
+        mut session: Session,
+        target: &Target,
+        mut response: reqwest::Response,
+    ) -> Failed {
+        let status = response.status().as_u16();
+        let headers = upstream::headers_of(&response);
+        let body = upstream::read_body(&mut response, model.provider.timeouts.idle())
+            .await
+            .unwrap_or_default();
+        let upstream = UpstreamResponse {
+            status,
+            headers,
+            body,
+        };
+        let failure = match session.classify_failure(target, &upstream).await {
+            Ok(failure) => failure,
+            Err(e) => return Failed::next(FailureKind::Other, format!("HTTP {status}; {e}")),
+        };
+        let message = self.redactor.scrub(&failure.message);
+        if failure.kind == FailureKind::BadRequest {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return Failed::Final(ApiError::new(
+                status,
+                "invalid_request_error",
+                "upstream_rejected_request",
+                message,
+            ));
+        }
+        let retry = failure
+            .retry_after_ms
+            .map(|ms| format!(", retry after {:.1}s", ms as f64 / 1000.0))
+            .unwrap_or_default();
+        Failed::next(
+            failure.kind,
+            format!(
+                "{} (HTTP {status}{retry}): {message}",
+                kind_name(failure.kind)
+            ),
+        )
+    }
+
+    async fn whole(
+        &self,
+        model: &Model,
+        mut session: Session,
+        target: &Target,
+        request: &ClientRequest,
+        mut response: reqwest::Response,
+    ) -> Result<Response<Body>, Failed> {
+        let status = response.status().as_u16();
+        let headers = upstream::headers_of(&response);
+        let body = upstream::read_body(&mut response, model.provider.timeouts.idle()).await?;
+        let upstream = UpstreamResponse {
+            status,
+            headers,
+            body,
+        };
+        let reply = session
+            .translate_response(target, request, &upstream)
+            .await?
+            .map_err(|e| {
+                Failed::next(
+                    FailureKind::Other,
+                    format!("the adapter could not translate the answer: {e}"),
+                )
+            })?;
+        log_usage(model, reply.usage);
+        let mut out = json_response(StatusCode::OK, reply.body);
+        set_header(&mut out, CONTENT_TYPE.as_str(), &reply.content_type);
+        Ok(out)
+    }
+
+    /// Reads until the first client chunk is ready (falling back on any
+    /// failure so far), then hands the rest of the stream to a pump task.
+    async fn stream(
+        &self,
+        model: &Model,
+        session: Session,
+        target: &Target,
+        request: &ClientRequest,
+        mut response: reqwest::Response,
+    ) -> Result<Response<Body>, Failed> {
+        let idle = model.provider.timeouts.idle();
+        let mut translator = session.open_stream(target, request).await?;
+        let mut first = Vec::new();
+        let mut usage = None;
+        let done = loop {
+            let (output, ended) = match upstream::next_chunk(&mut response, idle).await? {
+                Some(bytes) => (translator.push(&bytes).await?, false),
+                None => (translator.finish().await?, true),
+            };
+            let output = output.map_err(|e| {
+                Failed::next(
+                    FailureKind::Other,
+                    format!("the adapter rejected the stream: {e}"),
+                )
+            })?;
+            usage = output.usage.or(usage);
+            first.extend(output.chunks);
+            if ended || output.done || !first.is_empty() {
+                break ended || output.done;
+            }
+        };
+        if first.is_empty() {
+            return Err(Failed::next(
+                FailureKind::Server,
+                "the upstream closed the stream without sending anything",
+            ));
+        }
+        let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(32);
+        let pump = Pump {
+            tx,
+            translator,
+            response,
+            idle,
+            usage,
+            model_alias: model.alias.clone(),
+            redactor: self.redactor.clone(),
+        };
+        tokio::spawn(pump.run(first, done));
+        Ok(sse_response(rx))
+    }
+}
+
+/// Carries a committed stream to the client.
+struct Pump {
+    tx: mpsc::Sender<Result<Bytes, BodyError>>,
+    translator: StreamSession,
+    response: reqwest::Response,
+    idle: std::time::Duration,
+    usage: Option<bindings::Usage>,
+    model_alias: String,
+    redactor: Redactor,
+}
+
+impl Pump {
+    async fn run(mut self, first: Vec<String>, mut done: bool) {
+        if !send_chunks(&self.tx, first).await {
+            return;
+        }
+        let mut upstream_open = true;
+        while !done {
+            let next = tokio::select! {
+                next = upstream::next_chunk(&mut self.response, self.idle), if upstream_open => next,
+                _ = self.tx.closed() => return,
+            };
+            let output = match next {
+                Ok(Some(bytes)) => self.translator.push(&bytes).await,
+                Ok(None) => {
+                    upstream_open = false;
+                    done = true;
+                    self.translator.finish().await
+                }
+                Err(e) => return self.fail(e.to_string()).await,
+            };
+            let output = match output {
+                Ok(Ok(output)) => output,
+                Ok(Err(e)) => {
+                    return self
+                        .fail(format!("the adapter rejected the stream: {e}"))
+                        .await;
+                }
+                Err(e) => return self.fail(e.to_string()).await,
+            };
+            self.usage = output.usage.or(self.usage);
+            done |= output.done;
+            if !send_chunks(&self.tx, output.chunks).await {
+                return;
+            }
+        }
+        if let Some(usage) = self.usage {
+            tracing::debug!(alias = %self.model_alias, prompt = usage.prompt_tokens, completion = usage.completion_tokens, "stream usage");
+        }
+        let _ = self
+            .tx
+            .send(Ok(Bytes::from_static(b"data: [DONE]\n\n")))
+            .await;
+    }
+
+    /// Ends a committed stream with an error event the OpenAI SDKs raise.
+    async fn fail(self, reason: String) {
+        let reason = self.redactor.scrub(&reason);
+        tracing::warn!(alias = %self.model_alias, "stream failed after it started: {reason}");
+        let error = ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "stream_interrupted",
+            format!(
+                "the upstream stream from `{}` broke off: {reason}",
+                self.model_alias
+            ),
+        );
+        let _ = self.tx.send(Ok(sse_frame(&error.body().to_string()))).await;
+    }
+}
+
+/// False when the client has gone.
+async fn send_chunks(tx: &mpsc::Sender<Result<Bytes, BodyError>>, chunks: Vec<String>) -> bool {
+    for chunk in chunks {
+        if tx.send(Ok(sse_frame(&chunk))).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn sse_frame(data: &str) -> Bytes {
+    let mut frame = Vec::with_capacity(data.len() + 8);
+    frame.extend_from_slice(b"data: ");
+    frame.extend_from_slice(data.as_bytes());
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+fn sse_response(mut rx: mpsc::Receiver<Result<Bytes, BodyError>>) -> Response<Body> {
+    let frames = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|item| item.map(|bytes| bytes.map(hyper::body::Frame::data)))
+    });
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn exhausted(alias: &str, notes: Vec<(Arc<Model>, String, FailureKind)>) -> ApiError {
+    let all_limited = notes
+        .iter()
+        .all(|(_, _, kind)| matches!(kind, FailureKind::RateLimited | FailureKind::QuotaExhausted));
+    let detail: Vec<String> = notes
+        .iter()
+        .enumerate()
+        .map(|(i, (model, reason, _))| {
+            format!(
+                "{}. {} ({}): {reason}",
+                i + 1,
+                model.alias,
+                model.provider.name
+            )
+        })
+        .collect();
+    let message = format!(
+        "every candidate for `{alias}` failed: {}",
+        detail.join("; ")
+    );
+    if all_limited {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            message,
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "all_candidates_failed",
+            message,
+        )
+    }
+}
+
+fn kind_name(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::RateLimited => "rate limited",
+        FailureKind::QuotaExhausted => "quota exhausted",
+        FailureKind::Auth => "authentication failed",
+        FailureKind::BadRequest => "bad request",
+        FailureKind::NotFound => "not found",
+        FailureKind::Unavailable => "unavailable",
+        FailureKind::Server => "server error",
+        FailureKind::Other => "failed",
+    }
+}
+
+fn with_route(mut response: Response<Body>, alias: &str, attempts: usize) -> Response<Body> {
+    set_header(&mut response, PROVIDER_HEADER, alias);
+    set_header(&mut response, ATTEMPTS_HEADER, &attempts.to_string());
+    response
+}
+
+fn set_header(response: &mut Response<Body>, name: &str, value: &str) {
+    if let (Ok(name), Ok(value)) = (
+        hyper::header::HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+fn log_usage(model: &Model, usage: Option<bindings::Usage>) {
+    if let Some(usage) = usage {
+        tracing::debug!(alias = %model.alias, prompt = usage.prompt_tokens, completion = usage.completion_tokens, "usage");
+    }
+}
+
+pub fn wit_mode(mode: crate::config::Mode) -> bindings::Mode {
+    use crate::config::Mode as M;
+    match mode {
+        M::Chat => bindings::Mode::Chat,
+        M::Embedding => bindings::Mode::Embedding,
+        M::Rerank => bindings::Mode::Rerank,
+        M::Transcription => bindings::Mode::Transcription,
+        M::Speech => bindings::Mode::Speech,
+        M::Image => bindings::Mode::Image,
+    }
+}
+
+fn target_of(model: &Model) -> Target {
+    Target {
+        provider: model.provider.name.clone(),
+        alias: model.alias.clone(),
+        model: model.model.clone(),
+        base_url: model.provider.base_url.clone(),
+        mode: wit_mode(model.mode),
+        options: model.provider.options.clone(),
+    }
+}

@@ -1,0 +1,179 @@
+//! The host's HTTP client: every socket to a provider is opened here.
+//!
+//! One pooled client per provider, so each gets its own connect timeout and
+//! keeps its connections warm. The adapter's `upstream-request` is turned into
+//! a real request here and the provider's key is injected where the adapter
+//! asked for it; the adapter itself never sees the key.
+
+use crate::config::Provider;
+use crate::plugins::bindings::{Body, Credential, UpstreamRequest};
+use bytes::Bytes;
+use reqwest::header::{HeaderName, HeaderValue};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The most of a non-streamed upstream body the gateway will hold.
+pub const MAX_BODY: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("no response within {0:?}")]
+    ResponseTimeout(Duration),
+    #[error("the upstream went silent for {0:?}")]
+    IdleTimeout(Duration),
+    #[error("the connection failed: {0}")]
+    Transport(String),
+    #[error("the response body exceeds {} MiB", MAX_BODY >> 20)]
+    TooLarge,
+    #[error("the adapter built an unusable request: {0}")]
+    Invalid(String),
+}
+
+/// Pooled clients, one per provider.
+pub struct Upstreams {
+    clients: HashMap<String, reqwest::Client>,
+}
+
+impl Upstreams {
+    pub fn new(providers: &[Arc<Provider>]) -> anyhow::Result<Self> {
+        let mut clients = HashMap::new();
+        for provider in providers.iter().filter(|p| p.enabled()) {
+            let client = reqwest::Client::builder()
+                .connect_timeout(provider.timeouts.connect())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+                .no_proxy()
+                .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+                .build()?;
+            clients.insert(provider.name.clone(), client);
+        }
+        Ok(Upstreams { clients })
+    }
+
+    /// Sends the request and waits for the response headers.
+    pub async fn send(
+        &self,
+        provider: &Provider,
+        request: UpstreamRequest,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let client = self.clients.get(&provider.name).ok_or_else(|| {
+            UpstreamError::Invalid(format!("provider {} is not enabled", provider.name))
+        })?;
+        let request = build(client, provider, request)?;
+        let timeout = provider.timeouts.response();
+        match tokio::time::timeout(timeout, client.execute(request)).await {
+            Err(_) => Err(UpstreamError::ResponseTimeout(timeout)),
+            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(describe(e))),
+            Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::ResponseTimeout(timeout)),
+            Ok(Err(e)) => Err(UpstreamError::Transport(describe(e))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+fn build(
+    client: &reqwest::Client,
+    provider: &Provider,
+    request: UpstreamRequest,
+) -> Result<reqwest::Request, UpstreamError> {
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| UpstreamError::Invalid(format!("bad method `{}`", request.method)))?;
+    let mut url = reqwest::Url::parse(&request.url)
+        .map_err(|e| UpstreamError::Invalid(format!("bad url `{}`: {e}", request.url)))?;
+    let key = provider.api_key.as_ref().map(|k| k.expose());
+    let mut builder = client.request(method.clone(), url.clone());
+    for (name, value) in &request.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| UpstreamError::Invalid(format!("bad header name `{name}`")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| UpstreamError::Invalid(format!("bad value for header `{name}`")))?;
+        builder = builder.header(name, value);
+    }
+    match (&request.credential, key) {
+        (Credential::None, _) | (_, None) => {}
+        (Credential::Bearer, Some(key)) => builder = builder.bearer_auth(key),
+        (Credential::Header(name), Some(key)) => builder = builder.header(name.as_str(), key),
+        (Credential::Query(name), Some(key)) => {
+            url.query_pairs_mut().append_pair(name, key);
+            builder = builder_with_url(client, method, url, builder)?;
+        }
+    }
+    builder = match request.body {
+        Body::Empty => builder,
+        Body::Bytes(bytes) => builder.body(bytes),
+        Body::Multipart(_) => {
+            return Err(UpstreamError::Invalid(
+                "multipart bodies are only sent for /v1/audio/transcriptions, which this gateway does not serve yet"
+                    .into(),
+            ));
+        }
+    };
+    builder
+        .build()
+        .map_err(|e| UpstreamError::Invalid(describe(e)))
+}
+
+/// Rebuilds a request builder with a new URL, keeping its headers.
+fn builder_with_url(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: reqwest::Url,
+    builder: reqwest::RequestBuilder,
+) -> Result<reqwest::RequestBuilder, UpstreamError> {
+    let built = builder
+        .build()
+        .map_err(|e| UpstreamError::Invalid(describe(e)))?;
+    Ok(client.request(method, url).headers(built.headers().clone()))
+}
+
+/// The error and its causes, without the URL (it may carry a key).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The response headers as (name, value) pairs.
+pub fn headers_of(response: &reqwest::Response) -> Vec<(String, String)> {
+    response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+/// The next piece of the body, or `None` at its end.
+pub async fn next_chunk(
+    response: &mut reqwest::Response,
+    idle: Duration,
+) -> Result<Option<Bytes>, UpstreamError> {
+    match tokio::time::timeout(idle, response.chunk()).await {
+        Err(_) => Err(UpstreamError::IdleTimeout(idle)),
+        Ok(Err(e)) => Err(UpstreamError::Transport(describe(e))),
+        Ok(Ok(chunk)) => Ok(chunk),
+    }
+}
+
+/// The whole body, up to [`MAX_BODY`].
+pub async fn read_body(
+    response: &mut reqwest::Response,
+    idle: Duration,
+) -> Result<Vec<u8>, UpstreamError> {
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(1 << 20) as usize);
+    while let Some(chunk) = next_chunk(response, idle).await? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(UpstreamError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

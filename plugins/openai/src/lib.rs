@@ -1,0 +1,238 @@
+//! The adapter for every OpenAI-compatible API: OpenAI itself, Groq, Cerebras,
+//! OpenRouter, the HuggingFace router, Mistral, Ollama's `/v1`, the claudebox
+//! and pibox agent boxes, talkies and sd.cpp.
+//!
+//! The request goes out as the client sent it, with `model` replaced by the
+//! provider's own id; the answer comes back as the provider sent it. Streams
+//! ask the upstream for a final usage chunk (so the gateway can count tokens)
+//! and drop it again when the client did not ask for one.
+//!
+//! `adapter_options` understood:
+//! - `headers`: extra request headers, e.g. OpenRouter's `HTTP-Referer`.
+//! - `stream_usage` (default `true`): set `stream_options.include_usage`
+//!   upstream; turn off for servers that reject the field.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use tollgate_sdk::openai;
+use tollgate_sdk::prelude::*;
+
+struct OpenAi;
+
+#[derive(Deserialize)]
+#[serde(default)]
+struct Options {
+    headers: BTreeMap<String, String>,
+    stream_usage: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            headers: BTreeMap::new(),
+            stream_usage: true,
+        }
+    }
+}
+
+impl Options {
+    fn parse(target: &Target) -> Result<Self, String> {
+        serde_json::from_str(&target.options)
+            .map_err(|e| format!("adapter_options of {}: {e}", target.provider))
+    }
+}
+
+fn endpoint(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Chat => "chat/completions",
+        Mode::Embedding => "embeddings",
+        Mode::Rerank => "rerank",
+        Mode::Transcription => "audio/transcriptions",
+        Mode::Speech => "audio/speech",
+        Mode::Image => "images/generations",
+    }
+}
+
+fn parse_object(body: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("request body must be a JSON object".to_owned()),
+        Err(e) => Err(format!("request body is not valid JSON: {e}")),
+    }
+}
+
+/// The multipart form for a transcription: the client's text fields with our
+/// model id, and the uploaded files streamed by the host.
+fn transcription_form(fields: Map<String, Value>, request: &ClientRequest) -> Body {
+    let mut parts: Vec<FormPart> = fields
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            FormPart {
+                name,
+                value: FormValue::Text(text),
+            }
+        })
+        .collect();
+    parts.extend(request.uploads.iter().map(|upload| FormPart {
+        name: upload.field.clone(),
+        value: FormValue::Upload(upload.field.clone()),
+    }));
+    Body::Multipart(parts)
+}
+
+fn response_kind(request: &ClientRequest) -> ResponseKind {
+    match request.mode {
+        Mode::Speech => ResponseKind::Binary,
+        Mode::Chat if request.stream => ResponseKind::EventStream,
+        _ => ResponseKind::Json,
+    }
+}
+
+/// Usage from a JSON body, where OpenAI or Groq (`x_groq.usage`) put it.
+fn usage_of(value: &Value) -> Option<Usage> {
+    let usage = value
+        .get("usage")
+        .filter(|u| !u.is_null())
+        .or_else(|| value.pointer("/x_groq/usage"))?;
+    serde_json::from_value::<openai::Usage>(usage.clone())
+        .ok()
+        .map(Usage::from)
+}
+
+impl Adapter for OpenAi {
+    type Stream = Stream;
+
+    fn info() -> PluginInfo {
+        plugin_info(
+            "openai",
+            &[
+                Mode::Chat,
+                Mode::Embedding,
+                Mode::Rerank,
+                Mode::Transcription,
+                Mode::Speech,
+                Mode::Image,
+            ],
+        )
+    }
+
+    fn build_request(target: &Target, request: &ClientRequest) -> Result<UpstreamRequest, String> {
+        let options = Options::parse(target)?;
+        let mut body = parse_object(&request.body)?;
+        body.insert("model".to_owned(), Value::String(target.model.clone()));
+        if request.stream && options.stream_usage {
+            let stream_options = body
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(map) = stream_options {
+                map.insert("include_usage".to_owned(), Value::Bool(true));
+            }
+        }
+        let url = join_url(&target.base_url, endpoint(request.mode));
+        let mut upstream = if request.mode == Mode::Transcription {
+            let mut upstream = json_post(url, Vec::new(), ResponseKind::Json);
+            upstream.headers.clear();
+            upstream.body = transcription_form(body, request);
+            upstream
+        } else {
+            let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+            json_post(url, bytes, response_kind(request))
+        };
+        upstream.headers.extend(options.headers);
+        Ok(upstream)
+    }
+
+    fn translate_response(
+        _target: &Target,
+        _request: &ClientRequest,
+        response: UpstreamResponse,
+    ) -> Result<Reply, String> {
+        let content_type = header(&response.headers, "content-type")
+            .unwrap_or("application/json")
+            .to_owned();
+        let usage = serde_json::from_slice::<Value>(&response.body)
+            .ok()
+            .as_ref()
+            .and_then(usage_of);
+        Ok(Reply {
+            content_type,
+            body: response.body,
+            usage,
+        })
+    }
+
+    fn open_stream(_target: &Target, request: &ClientRequest) -> Stream {
+        let wants_usage = serde_json::from_str::<Value>(&request.body)
+            .ok()
+            .and_then(|body| body.pointer("/stream_options/include_usage")?.as_bool())
+            .unwrap_or(false);
+        Stream {
+            parser: SseParser::new(),
+            wants_usage,
+        }
+    }
+}
+
+/// Passes OpenAI chunks through, noting usage and hiding the usage chunk from
+/// clients that did not ask for it.
+struct Stream {
+    parser: SseParser,
+    wants_usage: bool,
+}
+
+impl Stream {
+    fn translate(&self, events: Vec<SseEvent>) -> StreamOutput {
+        let mut out = tollgate_sdk::empty_output();
+        for event in events {
+            if event.data == "[DONE]" {
+                out.done = true;
+                continue;
+            }
+            if !event.data.contains("usage") {
+                out.chunks.push(event.data);
+                continue;
+            }
+            let Ok(mut chunk) = serde_json::from_str::<Value>(&event.data) else {
+                out.chunks.push(event.data);
+                continue;
+            };
+            if let Some(usage) = usage_of(&chunk) {
+                out.usage = Some(usage);
+            }
+            if self.wants_usage {
+                out.chunks.push(event.data);
+                continue;
+            }
+            let usage_only = chunk
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty);
+            if !usage_only {
+                if let Some(map) = chunk.as_object_mut() {
+                    map.remove("usage");
+                }
+                out.chunks.push(chunk.to_string());
+            }
+        }
+        out
+    }
+}
+
+impl StreamTranslate for Stream {
+    fn push(&mut self, bytes: &[u8]) -> Result<StreamOutput, String> {
+        let events = self.parser.push(bytes);
+        Ok(self.translate(events))
+    }
+
+    fn finish(&mut self) -> Result<StreamOutput, String> {
+        let events = self.parser.finish().into_iter().collect();
+        Ok(self.translate(events))
+    }
+}
+
+export_adapter!(OpenAi);

@@ -1,0 +1,129 @@
+//! An incremental server-sent-events parser.
+//!
+//! Upstream bytes arrive in arbitrary pieces: one network read may hold half an
+//! event or several. The parser keeps the unfinished tail between calls and
+//! yields whole events only, per the WHATWG event-stream rules that matter for
+//! LLM APIs (`event:`, `data:` joined by newlines, comments ignored, CRLF or LF).
+
+/// One complete event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    /// The `event:` field; empty for the default `message` event.
+    pub event: String,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+/// Feed it bytes with [`SseParser::push`]; it returns the events they complete.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buffer: Vec<u8>,
+    event: String,
+    data: Option<String>,
+}
+
+impl SseParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds bytes and returns every event they complete, in order.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        self.buffer.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        let mut start = 0;
+        while let Some(offset) = self.buffer[start..].iter().position(|&b| b == b'\n') {
+            let end = start + offset;
+            let mut line = &self.buffer[start..end];
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            let line = String::from_utf8_lossy(line).into_owned();
+            start = end + 1;
+            if let Some(event) = self.take_line(&line) {
+                events.push(event);
+            }
+        }
+        self.buffer.drain(..start);
+        events
+    }
+
+    /// The stream ended: returns the last event if it lacked its blank line.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        if !self.buffer.is_empty() {
+            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.buffer)).into_owned();
+            if let Some(event) = self.take_line(rest.trim_end_matches('\r')) {
+                return Some(event);
+            }
+        }
+        self.dispatch()
+    }
+
+    fn take_line(&mut self, line: &str) -> Option<SseEvent> {
+        if line.is_empty() {
+            return self.dispatch();
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => self.event = value.to_owned(),
+            "data" => match &mut self.data {
+                Some(data) => {
+                    data.push('\n');
+                    data.push_str(value);
+                }
+                None => self.data = Some(value.to_owned()),
+            },
+            _ => {}
+        }
+        None
+    }
+
+    fn dispatch(&mut self) -> Option<SseEvent> {
+        let event = std::mem::take(&mut self.event);
+        self.data.take().map(|data| SseEvent { event, data })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(events: &[SseEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.data.as_str()).collect()
+    }
+
+    #[test]
+    fn events_split_across_pushes_are_joined() {
+        let mut parser = SseParser::new();
+        assert!(parser.push(b"data: {\"a\"").is_empty());
+        assert_eq!(data(&parser.push(b":1}\n\ndata: [DO")), vec!["{\"a\":1}"]);
+        assert_eq!(data(&parser.push(b"NE]\r\n\r\n")), vec!["[DONE]"]);
+    }
+
+    #[test]
+    fn named_events_multiline_data_and_comments() {
+        let mut parser = SseParser::new();
+        let events = parser.push(b": keep-alive\nevent: message_start\ndata: a\ndata: b\n\n");
+        assert_eq!(
+            events,
+            vec![SseEvent {
+                event: "message_start".into(),
+                data: "a\nb".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn finish_flushes_an_unterminated_event() {
+        let mut parser = SseParser::new();
+        assert!(parser.push(b"data: tail").is_empty());
+        assert_eq!(parser.finish().map(|e| e.data), Some("tail".to_owned()));
+        assert_eq!(parser.finish(), None);
+    }
+}

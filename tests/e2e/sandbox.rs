@@ -1,0 +1,94 @@
+//! A plugin that traps, loops or hoards memory fails only its own attempt.
+
+use crate::support::gateway::{Setup, content, hello, streamed_text};
+use crate::support::mock::Mock;
+use serde_json::Value;
+
+fn faulty_fragment(base_url: &str) -> String {
+    let mut text = crate::support::gateway::fragment(
+        "faulty",
+        base_url,
+        &[
+            ("trap-chat", "trap"),
+            ("spin-chat", "spin"),
+            ("hog-chat", "hog"),
+            ("trap-stream-chat", "trap-stream"),
+            ("fine-chat", "fine"),
+        ],
+        "",
+    );
+    text = text.replace("adapter: openai", "adapter: faulty");
+    text
+}
+
+#[tokio::test]
+async fn faulty_plugins_fail_the_attempt_and_the_chain_moves_on() {
+    let mock = Mock::start("backup").await;
+    let gateway = Setup::new()
+        .plugin("faulty", "faulty")
+        .file("faulty.yaml", &faulty_fragment(&mock.base_url()))
+        .env("FAULTY", "1")
+        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
+        .provider("backup", &mock.base_url(), &[("backup-chat", "b1")])
+        .fallbacks("trap-chat: [backup-chat]\nspin-chat: [backup-chat]\nhog-chat: [backup-chat]\n")
+        .env("TOLLGATE_PLUGIN_DEADLINE_MS", "200")
+        .env("TOLLGATE_PLUGIN_MEMORY_MB", "32")
+        .start();
+
+    for alias in ["trap-chat", "spin-chat", "hog-chat"] {
+        let reply = gateway.chat(hello(alias)).await;
+        assert_eq!(reply.status, 200, "{alias}: {}", reply.text);
+        assert_eq!(content(&reply.json()), "hello from backup");
+        assert_eq!(reply.header("x-tollgate-attempts"), Some("2"));
+
+        // A fault poisons only its own instance: the plugin keeps serving.
+        let reply = gateway.chat(hello("fine-chat")).await;
+        assert_eq!(reply.status, 200, "after {alias}: {}", reply.text);
+    }
+}
+
+#[tokio::test]
+async fn fault_reasons_name_the_plugin() {
+    let mock = Mock::start("m").await;
+    let gateway = Setup::new()
+        .plugin("faulty", "faulty")
+        .file("faulty.yaml", &faulty_fragment(&mock.base_url()))
+        .env("FAULTY", "1")
+        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
+        .env("TOLLGATE_PLUGIN_DEADLINE_MS", "200")
+        .env("TOLLGATE_PLUGIN_MEMORY_MB", "32")
+        .start();
+    for (alias, reason) in [
+        ("trap-chat", "deliberate trap"),
+        ("spin-chat", "plugin `faulty` exceeded its CPU deadline"),
+        ("hog-chat", "plugin `faulty` trapped"),
+    ] {
+        let reply = gateway.chat(hello(alias)).await;
+        assert_eq!(reply.status, 502, "{alias}: {}", reply.text);
+        let message = reply.error_message();
+        assert!(message.contains(reason), "{alias}: {message}");
+    }
+    assert!(
+        mock.received().is_empty(),
+        "no faulty attempt reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_trap_mid_stream_before_the_first_chunk_falls_back() {
+    let mock = Mock::start("backup").await;
+    let gateway = Setup::new()
+        .plugin("faulty", "faulty")
+        .file("faulty.yaml", &faulty_fragment(&mock.base_url()))
+        .env("FAULTY", "1")
+        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
+        .provider("backup", &mock.base_url(), &[("backup-chat", "b1")])
+        .fallbacks("trap-stream-chat: [backup-chat]\n")
+        .start();
+    let mut body = hello("trap-stream-chat");
+    body["stream"] = Value::Bool(true);
+    let reply = gateway.chat(body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.header("x-tollgate-provider"), Some("backup-chat"));
+    assert_eq!(streamed_text(&reply.events()), "hello from backup");
+}

@@ -1,0 +1,140 @@
+//! Streaming: pass-through as it arrives, usage on request, and failures
+//! before and after the first byte.
+
+use crate::support::gateway::{Setup, hello, streamed_text};
+use crate::support::mock::{Behavior, Mock};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn stream_request(model: &str, include_usage: bool) -> Value {
+    let mut body = hello(model);
+    body["stream"] = json!(true);
+    if include_usage {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
+}
+
+#[tokio::test]
+async fn stream_ends_with_done_and_hides_usage_unless_asked() {
+    let mock = Mock::start("alpha").await;
+    let gateway = Setup::new()
+        .provider("alpha", &mock.base_url(), &[("alpha-chat", "a1")])
+        .start();
+
+    let reply = gateway.chat(stream_request("alpha-chat", false)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+    assert_eq!(reply.header("x-tollgate-provider"), Some("alpha-chat"));
+    let events = reply.events();
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(streamed_text(&events), "hello from alpha");
+    assert!(
+        !reply.text.contains("\"usage\""),
+        "usage was not asked for: {}",
+        reply.text
+    );
+    // The gateway still asks the upstream for usage, to count tokens.
+    assert_eq!(
+        mock.received()[0].body["stream_options"]["include_usage"],
+        true
+    );
+
+    let reply = gateway.chat(stream_request("alpha-chat", true)).await;
+    let events = reply.events();
+    let usage: Vec<Value> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter(|c| c["usage"].is_object())
+        .collect();
+    assert_eq!(usage.len(), 1, "{}", reply.text);
+    assert_eq!(usage[0]["usage"]["total_tokens"], 15);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+}
+
+#[tokio::test]
+async fn first_token_arrives_before_the_upstream_finishes() {
+    let mock = Mock::start("alpha").await;
+    mock.set(Behavior::Gated);
+    let gateway = Setup::new()
+        .provider("alpha", &mock.base_url(), &[("alpha-chat", "a1")])
+        .start();
+    let mut response = gateway
+        .post("/v1/chat/completions")
+        .json(&stream_request("alpha-chat", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+        .await
+        .expect("the first chunk must arrive while the upstream is still held")
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("hello"));
+    mock.release();
+    let mut rest = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert!(String::from_utf8_lossy(&rest).ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn stream_that_fails_before_its_first_byte_falls_back() {
+    let first = Mock::start("first").await;
+    let second = Mock::start("second").await;
+    let gateway = Setup::new()
+        .provider("first", &first.base_url(), &[("first-chat", "f1")])
+        .provider("second", &second.base_url(), &[("second-chat", "s1")])
+        .fallbacks("first-chat: [second-chat]\n")
+        .start();
+    for behavior in [
+        Behavior::rate_limited(),
+        Behavior::Reset,
+        Behavior::Stall,
+        Behavior::BreakMidStream,
+    ] {
+        first.set(behavior.clone());
+        // BreakMidStream sends chunks first, so it commits; the others must fall back.
+        let reply = gateway.chat(stream_request("first-chat", false)).await;
+        assert_eq!(reply.status, 200, "{behavior:?}");
+        if matches!(behavior, Behavior::BreakMidStream) {
+            continue;
+        }
+        assert_eq!(
+            reply.header("x-tollgate-provider"),
+            Some("second-chat"),
+            "{behavior:?}"
+        );
+        assert_eq!(streamed_text(&reply.events()), "hello from second");
+    }
+}
+
+#[tokio::test]
+async fn stream_that_fails_after_its_first_byte_ends_with_an_error_event() {
+    let mock = Mock::start("alpha").await;
+    let other = Mock::start("other").await;
+    mock.set(Behavior::BreakMidStream);
+    let gateway = Setup::new()
+        .provider("alpha", &mock.base_url(), &[("alpha-chat", "a1")])
+        .provider("other", &other.base_url(), &[("other-chat", "o1")])
+        .fallbacks("alpha-chat: [other-chat]\n")
+        .start();
+    let reply = gateway.chat(stream_request("alpha-chat", false)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-tollgate-provider"), Some("alpha-chat"));
+    let events = reply.events();
+    assert_eq!(streamed_text(&events), "hello from");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(
+        last["error"]["code"], "stream_interrupted",
+        "{}",
+        reply.text
+    );
+    assert!(!reply.text.contains("[DONE]"));
+    assert!(
+        other.received().is_empty(),
+        "a committed stream does not fall back"
+    );
+}

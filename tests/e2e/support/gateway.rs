@@ -1,0 +1,236 @@
+//! Runs the real `tollgate` binary against a providers folder written for one
+//! test, and talks to it over HTTP.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A provider fragment for a test: every model maps to the mock's `model`.
+pub fn fragment(name: &str, base_url: &str, aliases: &[(&str, &str)], extra: &str) -> String {
+    let mut yaml = format!(
+        "name: {name}\nflag: {flag}\nadapter: openai\nbase_url: {base_url}\napi_key: ${{{flag}_API_KEY}}\ntier: free\ntimeouts: {{ connect: 2, response: 2, idle: 2 }}\n{extra}\nmodels:\n",
+        flag = name.to_uppercase()
+    );
+    for (alias, model) in aliases {
+        yaml.push_str(&format!(
+            "  - alias: {alias}\n    model: {model}\n    mode: chat\n"
+        ));
+    }
+    yaml
+}
+
+#[derive(Default)]
+pub struct Setup {
+    files: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+    plugins: Vec<(String, PathBuf)>,
+}
+
+impl Setup {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A provider fragment, enabled with flag `NAME=1` and key `NAME_API_KEY`.
+    pub fn provider(mut self, name: &str, base_url: &str, aliases: &[(&str, &str)]) -> Self {
+        self = self.disabled_provider(name, base_url, aliases);
+        let flag = name.to_uppercase();
+        self.env(&flag, "1").env(
+            &format!("{flag}_API_KEY"),
+            &format!("sk-test-{name}-secret"),
+        )
+    }
+
+    /// A provider fragment without its flag or key set.
+    pub fn disabled_provider(
+        mut self,
+        name: &str,
+        base_url: &str,
+        aliases: &[(&str, &str)],
+    ) -> Self {
+        let text = fragment(name, base_url, aliases, "");
+        self.files.push((format!("{name}.yaml"), text));
+        self
+    }
+
+    pub fn file(mut self, name: &str, text: &str) -> Self {
+        self.files.push((name.to_owned(), text.to_owned()));
+        self
+    }
+
+    pub fn fallbacks(self, text: &str) -> Self {
+        self.file("fallbacks.yaml", text)
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Installs a fixture plugin (`faulty`) under the given name.
+    pub fn plugin(mut self, fixture: &str, as_name: &str) -> Self {
+        let path = PathBuf::from(env!("TOLLGATE_FIXTURE_PLUGINS")).join(format!("{fixture}.wasm"));
+        self.plugins.push((as_name.to_owned(), path));
+        self
+    }
+
+    pub fn start(self) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("providers");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::create_dir_all(&plugins).unwrap();
+        for (name, text) in &self.files {
+            std::fs::write(config.join(name), text).unwrap();
+        }
+        for (name, path) in &self.plugins {
+            std::fs::copy(path, plugins.join(format!("{name}.wasm"))).unwrap();
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--plugins")
+            .arg(&plugins)
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TOLLGATE_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting tollgate");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("tollgate listening on ")
+            .unwrap_or_else(|| panic!("tollgate did not start: {line:?}"))
+            .to_owned();
+        Gateway {
+            child,
+            url,
+            _dir: dir,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+}
+
+pub struct Gateway {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A whole response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The error message of an OpenAI-shaped error body.
+    pub fn error_message(&self) -> String {
+        let body = self.json();
+        assert!(
+            body["error"]["type"].is_string(),
+            "not an OpenAI error: {body}"
+        );
+        assert!(
+            body["error"]["code"].is_string(),
+            "not an OpenAI error: {body}"
+        );
+        body["error"]["message"].as_str().unwrap().to_owned()
+    }
+
+    /// The `data:` payloads of an SSE body.
+    pub fn events(&self) -> Vec<String> {
+        self.text
+            .split("\n\n")
+            .filter_map(|frame| frame.strip_prefix("data: "))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Gateway {
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request to tollgate");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(format!("{}{path}", self.url)))
+            .await
+    }
+
+    pub async fn chat(&self, body: Value) -> Reply {
+        self.send(self.post("/v1/chat/completions").json(&body))
+            .await
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}{path}", self.url))
+    }
+}
+
+/// A minimal chat request.
+pub fn hello(model: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// The text of a completion.
+pub fn content(body: &Value) -> &str {
+    body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// The text a stream's chunks add up to.
+pub fn streamed_text(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|chunk| {
+            chunk["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
