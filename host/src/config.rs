@@ -277,10 +277,10 @@ impl Catalog {
             }
         }
         let fallbacks = dir.join(FALLBACKS_FILE);
-        if fallbacks.exists() {
-            if let Err(mut found) = catalog.add_fallbacks(&fallbacks) {
-                problems.append(&mut found);
-            }
+        if fallbacks.exists()
+            && let Err(mut found) = catalog.add_fallbacks(&fallbacks)
+        {
+            problems.append(&mut found);
         }
         if problems.is_empty() {
             Ok(catalog)
@@ -380,6 +380,7 @@ impl Catalog {
     }
 
     /// An alias's model, enabled or not.
+    #[cfg(test)]
     pub fn model(&self, alias: &str) -> Option<&Arc<Model>> {
         self.by_alias.get(alias)
     }
@@ -445,14 +446,13 @@ fn check_provider(
             ),
         );
     }
-    if let Some(key) = &file.api_key {
-        if key_reference(key).is_none() {
-            problem(
-                "api_key",
-                "must be an environment reference such as ${GROQ_API_KEY}, never a literal key"
-                    .into(),
-            );
-        }
+    if let Some(key) = &file.api_key
+        && key_reference(key).is_none()
+    {
+        problem(
+            "api_key",
+            "must be an environment reference such as ${GROQ_API_KEY}, never a literal key".into(),
+        );
     }
     if file
         .adapter_options
@@ -647,6 +647,46 @@ mod tests {
         assert!(
             err.contains("fallbacks.yaml: leak-llama[0]: `missing` is not defined"),
             "{err}"
+        );
+    }
+
+    /// The catalogue shipped in `providers/` loads, covers the seed's
+    /// providers, gives every chat alias a chain, and orders chains free first.
+    #[test]
+    fn shipped_catalogue_is_valid_and_free_first() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../providers");
+        let catalog = load(&dir, &[]).unwrap();
+        assert_eq!(catalog.providers.len(), 16);
+        assert_eq!(catalog.models.len(), 120);
+        let rank = |t: Tier| match t {
+            Tier::Free => 0,
+            Tier::Subscription => 1,
+            Tier::Paid => 2,
+            Tier::Local => 3,
+        };
+        for model in catalog.models.iter().filter(|m| m.mode == Mode::Chat) {
+            let chain = catalog
+                .fallbacks
+                .get(&model.alias)
+                .unwrap_or_else(|| panic!("{} has no fallback chain", model.alias));
+            let tiers: Vec<u8> = chain
+                .iter()
+                .map(|a| rank(catalog.model(a).unwrap().tier))
+                .collect();
+            assert!(
+                tiers.is_sorted(),
+                "{}: chain is not free-first: {chain:?}",
+                model.alias
+            );
+        }
+        let groq = catalog.model("groq-llama-3.3-70b").unwrap();
+        assert_eq!(
+            (groq.limits.rpd, groq.limits.tpd),
+            (Some(1000), Some(100_000))
+        );
+        assert_eq!(
+            catalog.model("cerebras-llama-3.1-8b").unwrap().limits.rpm,
+            Some(5)
         );
     }
 

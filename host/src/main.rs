@@ -6,6 +6,7 @@ mod config;
 mod env;
 mod plugins;
 mod redact;
+mod report;
 mod router;
 mod server;
 mod upstream;
@@ -13,7 +14,7 @@ mod upstream;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use config::{Catalog, Secret};
-use plugins::{PluginRuntime, PluginSource, engine::Limits};
+use plugins::{PluginRuntime, engine::Limits};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,8 +28,9 @@ use std::time::Duration;
     about = "An OpenAI-compatible LLM gateway that spends free tiers first"
 )]
 struct Cli {
+    /// Without a command, `serve` with its defaults.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -37,6 +39,8 @@ enum Command {
     Serve(ServeArgs),
     /// Validate the configuration and plugins, then exit (non-zero on problems).
     Check(Sources),
+    /// List every model alias with its provider, mode, tier, status and limits.
+    Models(Sources),
 }
 
 #[derive(Args)]
@@ -52,7 +56,7 @@ struct Sources {
     data: PathBuf,
 }
 
-#[derive(Args)]
+#[derive(Parser)]
 struct ServeArgs {
     #[command(flatten)]
     sources: Sources,
@@ -70,9 +74,13 @@ fn main() -> std::process::ExitCode {
         .build()
         .expect("starting the tokio runtime");
     let result = runtime.block_on(async {
-        match cli.command {
+        let command = cli
+            .command
+            .unwrap_or_else(|| Command::Serve(ServeArgs::parse_from(["tollgate"])));
+        match command {
             Command::Serve(args) => serve(args).await,
             Command::Check(sources) => check(sources).await,
+            Command::Models(sources) => models(sources).await,
         }
     });
     match result {
@@ -89,6 +97,7 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -180,47 +189,17 @@ async fn shutdown_signal() {
 async fn check(sources: Sources) -> Result<()> {
     let env = env::Env::load(Path::new("."))?;
     let (catalog, plugins) = load(&sources, &env).await?;
-    println!("plugins:");
-    for adapter in plugins.adapters() {
-        let source = match &adapter.source {
-            PluginSource::Bundled => "bundled".to_owned(),
-            PluginSource::File(path) => path.display().to_string(),
-        };
-        println!(
-            "  {:<12} {:<8} {source}  sha256:{}",
-            adapter.name,
-            adapter.info.version,
-            &adapter.digest[..12]
-        );
-    }
-    for failure in plugins.failures() {
-        println!("  {:<12} REJECTED {}", failure.name, failure.error);
-    }
-    let enabled = catalog.providers.iter().filter(|p| p.enabled()).count();
-    println!(
-        "providers ({enabled} of {} enabled):",
-        catalog.providers.len()
-    );
-    for provider in &catalog.providers {
-        let models = catalog
-            .models
-            .iter()
-            .filter(|m| Arc::ptr_eq(&m.provider, provider))
-            .count();
-        let status = match &provider.status {
-            Ok(()) => "enabled".to_owned(),
-            Err(why) => format!("disabled ({why})"),
-        };
-        println!(
-            "  {:<14} {:<12} {models:>3} models  {status}",
-            provider.name,
-            provider.tier.as_str()
-        );
-    }
-    println!("fallbacks: {} chains", catalog.fallbacks.len());
+    report::print(&report::check(&catalog, &plugins));
     if !plugins.failures().is_empty() {
         anyhow::bail!("{} plugin(s) were rejected", plugins.failures().len());
     }
     println!("ok");
+    Ok(())
+}
+
+async fn models(sources: Sources) -> Result<()> {
+    let env = env::Env::load(Path::new("."))?;
+    let (catalog, _) = load(&sources, &env).await?;
+    report::print(&report::models(&catalog));
     Ok(())
 }

@@ -84,10 +84,6 @@ impl Gateway {
         })
     }
 
-    pub fn redactor(&self) -> &Redactor {
-        &self.redactor
-    }
-
     /// Serves `request` for `alias` from the first candidate that can.
     pub async fn serve(&self, alias: &str, request: ClientRequest) -> Response<Body> {
         let candidates = self.catalog.candidates(alias);

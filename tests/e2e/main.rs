@@ -9,5 +9,6 @@ mod support {
 mod access;
 mod chat;
 mod fallback;
+mod openai_client;
 mod sandbox;
 mod streaming;

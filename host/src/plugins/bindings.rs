@@ -10,7 +10,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use tollgate::plugin::types::{
-    Body, ClientRequest, ControlAction, ControlStep, Credential, Failure, FailureKind, Mode,
-    PluginInfo, Reply, ResponseKind, StreamOutput, Target, UpstreamRequest, UpstreamResponse,
-    Usage,
+    Body, ClientRequest, Credential, Failure, FailureKind, Mode, PluginInfo, Reply, ResponseKind,
+    StreamOutput, Target, UpstreamRequest, UpstreamResponse, Usage,
 };

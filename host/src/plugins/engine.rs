@@ -122,10 +122,10 @@ pub fn compile(
         }
     }
     let component = Component::new(engine, bytes).map_err(anyhow::Error::from)?;
-    if let Some(path) = cached {
-        if let Err(e) = store_artifact(&component, &path) {
-            tracing::warn!(path = %path.display(), "could not cache compiled plugin: {e:#}");
-        }
+    if let Some(path) = cached
+        && let Err(e) = store_artifact(&component, &path)
+    {
+        tracing::warn!(path = %path.display(), "could not cache compiled plugin: {e:#}");
     }
     Ok(component)
 }

@@ -1,0 +1,30 @@
+# Developer recipes. Users need none of them: `cargo run --release -- serve`
+# and `cargo test --workspace` work on a machine with only the Rust toolchain.
+
+default:
+    @just --list
+
+# Run the gateway with the catalogue in providers/ (enable providers in .env).
+run *ARGS:
+    cargo run --release -- serve {{ARGS}}
+
+# The test suite, exactly as CI runs it.
+test:
+    cargo test --workspace
+
+# Validate providers/ and plugins/ without serving.
+check:
+    cargo run --release -- check
+
+# Build the bundled plugins as components into target/plugins/.
+plugins:
+    cargo build --release --target wasm32-wasip2 -p tollgate-plugin-openai -p tollgate-fixture-faulty --target-dir target/plugins
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# What CI runs.
+ci:
+    bash .ci/run

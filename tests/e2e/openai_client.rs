@@ -1,0 +1,65 @@
+//! The official OpenAI Python client against the real gateway: what users
+//! actually point at Tollgate. Runs when `python3 -c "import openai"` works
+//! (CI installs it); otherwise it says so and passes.
+
+use crate::support::gateway::Setup;
+use crate::support::mock::{Behavior, Mock};
+use serde_json::Value;
+use std::process::Command;
+
+fn openai_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test]
+async fn the_official_openai_client_works_against_tollgate() {
+    if !openai_available() {
+        eprintln!("SKIPPED: the `openai` Python package is not installed (pip install openai)");
+        return;
+    }
+    let mock = Mock::start("alpha").await;
+    let limited = Mock::start("limited").await;
+    limited.set(Behavior::rate_limited());
+    let gateway = Setup::new()
+        .provider("alpha", &mock.base_url(), &[("alpha-chat", "a1")])
+        .provider("limited", &limited.base_url(), &[("limited-chat", "l1")])
+        .fallbacks("limited-chat: [alpha-chat]\n")
+        .env("TOLLGATE_MASTER_KEY", "tg-python-client-key")
+        .start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/openai_client.py");
+    let url = format!("{}/v1", gateway.url);
+    let output = tokio::process::Command::new("python3")
+        .args([
+            script,
+            &url,
+            "tg-python-client-key",
+            "alpha-chat",
+            "limited-chat",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        seen["models"],
+        serde_json::json!(["alpha-chat", "limited-chat"])
+    );
+    assert_eq!(seen["text"], "hello from alpha");
+    assert_eq!(seen["usage"], 15);
+    assert_eq!(seen["provider"], "alpha-chat");
+    assert_eq!(seen["streamed"], "hello from alpha");
+    assert_eq!(seen["stream_usage"], 15);
+    assert_eq!(seen["fallback_text"], "hello from alpha");
+    assert_eq!(seen["fallback_attempts"], "2");
+    assert_eq!(seen["not_found"], "model_not_found");
+    assert_eq!(seen["auth"], "rejected");
+}
