@@ -303,16 +303,14 @@ impl Pump {
         if !send_chunks(&self.tx, first).await {
             return;
         }
-        let mut upstream_open = true;
         while !done {
             let next = tokio::select! {
-                next = upstream::next_chunk(&mut self.response, self.idle), if upstream_open => next,
+                next = upstream::next_chunk(&mut self.response, self.idle) => next,
                 _ = self.tx.closed() => return,
             };
             let output = match next {
                 Ok(Some(bytes)) => self.translator.push(&bytes).await,
                 Ok(None) => {
-                    upstream_open = false;
                     done = true;
                     self.translator.finish().await
                 }

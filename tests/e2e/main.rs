@@ -8,6 +8,7 @@ mod support {
 
 mod access;
 mod chat;
+mod cli;
 mod fallback;
 mod openai_client;
 mod sandbox;

@@ -26,6 +26,7 @@ pub struct Setup {
     files: Vec<(String, String)>,
     env: Vec<(String, String)>,
     plugins: Vec<(String, PathBuf)>,
+    plugin_files: Vec<(String, Vec<u8>)>,
 }
 
 impl Setup {
@@ -76,6 +77,12 @@ impl Setup {
         self
     }
 
+    /// Writes `NAME.wasm` with these bytes into the plugins folder.
+    pub fn plugin_bytes(mut self, name: &str, bytes: &[u8]) -> Self {
+        self.plugin_files.push((name.to_owned(), bytes.to_vec()));
+        self
+    }
+
     pub fn start(self) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("providers");
@@ -87,6 +94,9 @@ impl Setup {
         }
         for (name, path) in &self.plugins {
             std::fs::copy(path, plugins.join(format!("{name}.wasm"))).unwrap();
+        }
+        for (name, bytes) in &self.plugin_files {
+            std::fs::write(plugins.join(format!("{name}.wasm")), bytes).unwrap();
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .arg("serve")
@@ -117,7 +127,7 @@ impl Setup {
         Gateway {
             child,
             url,
-            _dir: dir,
+            dir,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -129,7 +139,7 @@ impl Setup {
 pub struct Gateway {
     child: Child,
     pub url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub client: reqwest::Client,
 }
 
@@ -182,6 +192,11 @@ impl Reply {
 }
 
 impl Gateway {
+    /// The folder holding this gateway's providers/, plugins/ and data/.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         let response = request.send().await.expect("request to tollgate");
         let status = response.status().as_u16();

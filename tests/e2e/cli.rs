@@ -1,0 +1,94 @@
+//! `tollgate check` and plugin loading, as a user meets them.
+
+use crate::support::gateway::{Setup, content, fragment, hello};
+use crate::support::mock::Mock;
+use std::process::Command;
+
+fn check(dir: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("check")
+        .arg("--config")
+        .arg(dir.join("providers"))
+        .arg("--plugins")
+        .arg(dir.join("plugins"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn check_names_the_file_and_field_of_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let providers = dir.path().join("providers");
+    std::fs::create_dir_all(&providers).unwrap();
+    let good = fragment(
+        "alpha",
+        "http://127.0.0.1:1/v1",
+        &[("alpha-chat", "a1")],
+        "",
+    );
+    std::fs::write(providers.join("alpha.yaml"), &good).unwrap();
+
+    let (ok, text) = check(
+        dir.path(),
+        &[("ALPHA", "1"), ("ALPHA_API_KEY", "sk-check-0001")],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("alpha") && text.contains("enabled"), "{text}");
+    assert!(
+        !text.contains("sk-check-0001"),
+        "check printed a key: {text}"
+    );
+
+    let typo = good.replace("    mode: chat", "    mode: chatt");
+    std::fs::write(providers.join("alpha.yaml"), typo).unwrap();
+    let (ok, text) = check(dir.path(), &[]);
+    assert!(!ok, "a bad mode must fail the check");
+    assert!(
+        text.contains("alpha.yaml") && text.contains("models[0].mode"),
+        "{text}"
+    );
+
+    std::fs::write(providers.join("alpha.yaml"), &good).unwrap();
+    std::fs::write(
+        providers.join("fallbacks.yaml"),
+        "alpha-chat: [beta-chat]\n",
+    )
+    .unwrap();
+    let (ok, text) = check(dir.path(), &[]);
+    assert!(!ok);
+    assert!(
+        text.contains("fallbacks.yaml: alpha-chat[0]: `beta-chat`"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_plugin_file_is_rejected_and_the_bundled_adapter_serves() {
+    let mock = Mock::start("alpha").await;
+    let gateway = Setup::new()
+        .provider("alpha", &mock.base_url(), &[("alpha-chat", "a1")])
+        .plugin_bytes("openai", b"\0asm this is not a component")
+        .start();
+    let reply = gateway.chat(hello("alpha-chat")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(content(&reply.json()), "hello from alpha");
+
+    let dir = gateway.dir();
+    let (ok, text) = check(dir, &[("ALPHA", "1"), ("ALPHA_API_KEY", "sk-x")]);
+    assert!(!ok, "check must fail on a rejected plugin: {text}");
+    assert!(
+        text.contains("openai") && text.contains("REJECTED") && text.contains("openai.wasm"),
+        "{text}"
+    );
+}
