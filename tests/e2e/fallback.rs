@@ -1,19 +1,7 @@
 //! Every failure that moves on to the next candidate, and the ones that don't.
 
-use crate::support::gateway::{Gateway, Setup, content, hello};
+use crate::support::gateway::{Setup, content, hello, pair};
 use crate::support::mock::{Behavior, Mock};
-
-/// `first-chat` falls back to `second-chat`, each on its own mock.
-async fn pair() -> (Mock, Mock, Gateway) {
-    let first = Mock::start("first").await;
-    let second = Mock::start("second").await;
-    let gateway = Setup::new()
-        .provider("first", &first.base_url(), &[("first-chat", "f1")])
-        .provider("second", &second.base_url(), &[("second-chat", "s1")])
-        .fallbacks("first-chat: [second-chat]\n")
-        .start();
-    (first, second, gateway)
-}
 
 async fn assert_falls_back(behavior: Behavior, reason: &str) {
     let (first, second, gateway) = pair().await;

@@ -4,10 +4,13 @@ use crate::support::gateway::{Setup, content, hello, streamed_text};
 use crate::support::mock::Mock;
 use serde_json::Value;
 
-fn faulty_fragment(base_url: &str) -> String {
-    let mut text = crate::support::gateway::fragment(
+/// A gateway whose `faulty` provider runs the misbehaving fixture plugin
+/// (aliases `trap-chat`, `spin-chat`, `hog-chat`, `trap-stream-chat`,
+/// `fine-chat`), with a `backup` provider on `mock` and tight sandbox limits.
+fn faulty_setup(mock: &Mock) -> Setup {
+    let fragment = crate::support::gateway::fragment(
         "faulty",
-        base_url,
+        &mock.base_url(),
         &[
             ("trap-chat", "trap"),
             ("spin-chat", "spin"),
@@ -16,23 +19,23 @@ fn faulty_fragment(base_url: &str) -> String {
             ("fine-chat", "fine"),
         ],
         "",
-    );
-    text = text.replace("adapter: openai", "adapter: faulty");
-    text
+    )
+    .replace("adapter: openai", "adapter: faulty");
+    Setup::new()
+        .plugin("faulty", "faulty")
+        .file("faulty.yaml", &fragment)
+        .env("FAULTY", "1")
+        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
+        .provider("backup", &mock.base_url(), &[("backup-chat", "b1")])
+        .env("TOLLGATE_PLUGIN_DEADLINE_MS", "200")
+        .env("TOLLGATE_PLUGIN_MEMORY_MB", "32")
 }
 
 #[tokio::test]
 async fn faulty_plugins_fail_the_attempt_and_the_chain_moves_on() {
     let mock = Mock::start("backup").await;
-    let gateway = Setup::new()
-        .plugin("faulty", "faulty")
-        .file("faulty.yaml", &faulty_fragment(&mock.base_url()))
-        .env("FAULTY", "1")
-        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
-        .provider("backup", &mock.base_url(), &[("backup-chat", "b1")])
+    let gateway = faulty_setup(&mock)
         .fallbacks("trap-chat: [backup-chat]\nspin-chat: [backup-chat]\nhog-chat: [backup-chat]\n")
-        .env("TOLLGATE_PLUGIN_DEADLINE_MS", "200")
-        .env("TOLLGATE_PLUGIN_MEMORY_MB", "32")
         .start();
 
     for alias in ["trap-chat", "spin-chat", "hog-chat"] {
@@ -50,14 +53,7 @@ async fn faulty_plugins_fail_the_attempt_and_the_chain_moves_on() {
 #[tokio::test]
 async fn fault_reasons_name_the_plugin() {
     let mock = Mock::start("m").await;
-    let gateway = Setup::new()
-        .plugin("faulty", "faulty")
-        .file("faulty.yaml", &faulty_fragment(&mock.base_url()))
-        .env("FAULTY", "1")
-        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
-        .env("TOLLGATE_PLUGIN_DEADLINE_MS", "200")
-        .env("TOLLGATE_PLUGIN_MEMORY_MB", "32")
-        .start();
+    let gateway = faulty_setup(&mock).start();
     for (alias, reason) in [
         ("trap-chat", "deliberate trap"),
         ("spin-chat", "plugin `faulty` exceeded its CPU deadline"),
@@ -77,12 +73,7 @@ async fn fault_reasons_name_the_plugin() {
 #[tokio::test]
 async fn a_trap_mid_stream_before_the_first_chunk_falls_back() {
     let mock = Mock::start("backup").await;
-    let gateway = Setup::new()
-        .plugin("faulty", "faulty")
-        .file("faulty.yaml", &faulty_fragment(&mock.base_url()))
-        .env("FAULTY", "1")
-        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
-        .provider("backup", &mock.base_url(), &[("backup-chat", "b1")])
+    let gateway = faulty_setup(&mock)
         .fallbacks("trap-stream-chat: [backup-chat]\n")
         .start();
     let mut body = hello("trap-stream-chat");

@@ -1,7 +1,7 @@
 //! Streaming: pass-through as it arrives, usage on request, and failures
 //! before and after the first byte.
 
-use crate::support::gateway::{Setup, hello, streamed_text};
+use crate::support::gateway::{Setup, hello, pair, streamed_text};
 use crate::support::mock::{Behavior, Mock};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -82,13 +82,7 @@ async fn first_token_arrives_before_the_upstream_finishes() {
 
 #[tokio::test]
 async fn stream_that_fails_before_its_first_byte_falls_back() {
-    let first = Mock::start("first").await;
-    let second = Mock::start("second").await;
-    let gateway = Setup::new()
-        .provider("first", &first.base_url(), &[("first-chat", "f1")])
-        .provider("second", &second.base_url(), &[("second-chat", "s1")])
-        .fallbacks("first-chat: [second-chat]\n")
-        .start();
+    let (first, _second, gateway) = pair().await;
     for behavior in [
         Behavior::rate_limited(),
         Behavior::Reset,

@@ -224,6 +224,23 @@ impl Gateway {
     }
 }
 
+/// Two providers on their own mocks, `first-chat` falling back to `second-chat`.
+pub async fn pair() -> (
+    crate::support::mock::Mock,
+    crate::support::mock::Mock,
+    Gateway,
+) {
+    use crate::support::mock::Mock;
+    let first = Mock::start("first").await;
+    let second = Mock::start("second").await;
+    let gateway = Setup::new()
+        .provider("first", &first.base_url(), &[("first-chat", "f1")])
+        .provider("second", &second.base_url(), &[("second-chat", "s1")])
+        .fallbacks("first-chat: [second-chat]\n")
+        .start();
+    (first, second, gateway)
+}
+
 /// A minimal chat request.
 pub fn hello(model: &str) -> Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
