@@ -236,3 +236,90 @@ impl StreamTranslate for Stream {
 }
 
 export_adapter!(OpenAi);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(options: &str) -> Target {
+        Target {
+            provider: "p".into(),
+            alias: "p-chat".into(),
+            model: "upstream-id".into(),
+            base_url: "https://api.example.com/v1".into(),
+            mode: Mode::Chat,
+            options: options.into(),
+        }
+    }
+
+    fn request(body: &str, stream: bool) -> ClientRequest {
+        ClientRequest {
+            mode: Mode::Chat,
+            body: body.into(),
+            stream,
+            uploads: Vec::new(),
+        }
+    }
+
+    fn body_of(upstream: &UpstreamRequest) -> Value {
+        match &upstream.body {
+            Body::Bytes(bytes) => serde_json::from_slice(bytes).unwrap(),
+            _ => panic!("expected a JSON body"),
+        }
+    }
+
+    #[test]
+    fn build_request_swaps_the_model_and_asks_for_stream_usage() {
+        let client = request(
+            r#"{"model":"p-chat","messages":[],"stream":true,"top_p":0.5}"#,
+            true,
+        );
+        let upstream = OpenAi::build_request(&target("{}"), &client).unwrap();
+        assert_eq!(upstream.url, "https://api.example.com/v1/chat/completions");
+        assert_eq!(upstream.response, ResponseKind::EventStream);
+        let body = body_of(&upstream);
+        assert_eq!(body["model"], "upstream-id");
+        assert_eq!(body["top_p"], 0.5);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn options_add_headers_and_can_turn_stream_usage_off() {
+        let options = r#"{"headers":{"X-Title":"Tollgate"},"stream_usage":false}"#;
+        let client = request(r#"{"model":"p-chat","messages":[],"stream":true}"#, true);
+        let upstream = OpenAi::build_request(&target(options), &client).unwrap();
+        assert!(body_of(&upstream).get("stream_options").is_none());
+        assert!(
+            upstream
+                .headers
+                .contains(&("X-Title".into(), "Tollgate".into()))
+        );
+        let bad = OpenAi::build_request(&target(r#"{"stream_usage":"yes"}"#), &client);
+        assert!(bad.unwrap_err().contains("adapter_options of p"));
+    }
+
+    #[test]
+    fn usage_chunk_is_hidden_unless_the_client_asked() {
+        let events = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\
+            data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1,\"total_tokens\":3}}\n\n\
+            data: [DONE]\n\n";
+        let mut quiet = OpenAi::open_stream(&target("{}"), &request(r#"{"stream":true}"#, true));
+        let out = quiet.push(events).unwrap();
+        assert_eq!(out.chunks.len(), 1);
+        assert!(out.done);
+        assert_eq!(out.usage.map(|u| u.total_tokens), Some(3));
+
+        let asked = r#"{"stream":true,"stream_options":{"include_usage":true}}"#;
+        let mut loud = OpenAi::open_stream(&target("{}"), &request(asked, true));
+        assert_eq!(loud.push(events).unwrap().chunks.len(), 2);
+    }
+
+    #[test]
+    fn groq_usage_is_read_from_x_groq() {
+        let event = b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"x_groq\":{\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":6,\"total_tokens\":11}}}\n\n";
+        let mut stream = OpenAi::open_stream(&target("{}"), &request(r#"{"stream":true}"#, true));
+        let out = stream.push(event).unwrap();
+        assert_eq!(out.usage.map(|u| u.total_tokens), Some(11));
+        assert_eq!(out.chunks.len(), 1, "the finishing chunk itself is kept");
+    }
+}
