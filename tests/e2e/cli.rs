@@ -92,3 +92,49 @@ async fn a_corrupt_plugin_file_is_rejected_and_the_bundled_adapter_serves() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_plugin_file_overrides_the_bundled_adapter_of_its_name() {
+    let mock = Mock::start("alpha").await;
+    // The faulty fixture installed as `openai.wasm`: its `trap` model proves
+    // which adapter is serving.
+    let gateway = Setup::new()
+        .provider(
+            "alpha",
+            &mock.base_url(),
+            &[("alpha-chat", "trap"), ("alpha-ok", "a1")],
+        )
+        .plugin("faulty", "openai")
+        .start();
+    let reply = gateway.chat(hello("alpha-chat")).await;
+    assert_eq!(reply.status, 502, "{}", reply.text);
+    assert!(
+        reply.error_message().contains("deliberate trap"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(gateway.chat(hello("alpha-ok")).await.status, 200);
+}
+
+#[tokio::test]
+async fn dotenv_enables_providers_and_the_process_environment_wins() {
+    let mock = Mock::start("alpha").await;
+    let gateway = Setup::new()
+        .disabled_provider("alpha", &mock.base_url(), &[("alpha-chat", "a1")])
+        .dotenv("ALPHA=1\nALPHA_API_KEY=sk-from-dotenv-file\nTOLLGATE_MASTER_KEY=from-dotenv\n")
+        .env("TOLLGATE_MASTER_KEY", "from-process")
+        .start();
+    let request = |key: &str| {
+        gateway
+            .post("/v1/chat/completions")
+            .bearer_auth(key)
+            .json(&hello("alpha-chat"))
+    };
+    assert_eq!(gateway.send(request("from-dotenv")).await.status, 401);
+    let reply = gateway.send(request("from-process")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        mock.received()[0].header("authorization"),
+        Some("Bearer sk-from-dotenv-file")
+    );
+}

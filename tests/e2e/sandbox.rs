@@ -17,6 +17,7 @@ fn faulty_setup(mock: &Mock) -> Setup {
             ("hog-chat", "hog"),
             ("trap-stream-chat", "trap-stream"),
             ("fine-chat", "fine"),
+            ("escape-chat", "escape"),
         ],
         "",
     )
@@ -82,4 +83,17 @@ async fn a_trap_mid_stream_before_the_first_chunk_falls_back() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.header("x-tollgate-provider"), Some("backup-chat"));
     assert_eq!(streamed_text(&reply.events()), "hello from backup");
+}
+
+#[tokio::test]
+async fn plugins_see_no_files_no_environment_and_no_network() {
+    let mock = Mock::start("m").await;
+    let gateway = faulty_setup(&mock).env("SECRET_IN_ENV", "x").start();
+    let reply = gateway.chat(hello("escape-chat")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let received = mock.received();
+    assert_eq!(
+        received[0].header("x-escape"),
+        Some("files=denied env=0 net=denied")
+    );
 }

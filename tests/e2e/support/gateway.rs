@@ -27,6 +27,7 @@ pub struct Setup {
     env: Vec<(String, String)>,
     plugins: Vec<(String, PathBuf)>,
     plugin_files: Vec<(String, Vec<u8>)>,
+    dotenv: Option<String>,
 }
 
 impl Setup {
@@ -77,6 +78,12 @@ impl Setup {
         self
     }
 
+    /// Writes a `.env` file in the folder the gateway starts in.
+    pub fn dotenv(mut self, text: &str) -> Self {
+        self.dotenv = Some(text.to_owned());
+        self
+    }
+
     /// Writes `NAME.wasm` with these bytes into the plugins folder.
     pub fn plugin_bytes(mut self, name: &str, bytes: &[u8]) -> Self {
         self.plugin_files.push((name.to_owned(), bytes.to_vec()));
@@ -94,6 +101,9 @@ impl Setup {
         }
         for (name, path) in &self.plugins {
             std::fs::copy(path, plugins.join(format!("{name}.wasm"))).unwrap();
+        }
+        if let Some(text) = &self.dotenv {
+            std::fs::write(dir.path().join(".env"), text).unwrap();
         }
         for (name, bytes) in &self.plugin_files {
             std::fs::write(plugins.join(format!("{name}.wasm")), bytes).unwrap();
