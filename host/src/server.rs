@@ -97,20 +97,52 @@ pub async fn run(
     Ok(())
 }
 
+/// Routes one request and writes its access-log line.
 async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+    let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let response = route(state, request, &method, &path).await;
+    if path != "/health" {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        tracing::info!(
+            target: "tollgate::access",
+            %method,
+            %path,
+            status = response.status().as_u16(),
+            served_by = %header(crate::router::PROVIDER_HEADER),
+            attempts = %header(crate::router::ATTEMPTS_HEADER),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+    response
+}
+
+async fn route(
+    state: &AppState,
+    request: Request<Incoming>,
+    method: &Method,
+    path: &str,
+) -> Response<Body> {
     if path == "/health" {
         return json_response(StatusCode::OK, r#"{"status":"ok"}"#);
     }
     if !authorized(state, &request) {
         return ApiError::unauthorized().into_response();
     }
-    match (&method, path.as_str()) {
+    match (method, path) {
         (&Method::GET, "/v1/models") => json_response(StatusCode::OK, state.models_json.clone()),
         (&Method::POST, "/v1/chat/completions") => chat(state, request).await,
         (_, "/v1/models" | "/v1/chat/completions") => {
-            ApiError::method_not_allowed(method.as_str(), &path).into_response()
+            ApiError::method_not_allowed(method.as_str(), path).into_response()
         }
         (_, p) if NOT_YET_SERVED.contains(&p) => ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -119,7 +151,7 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
             format!("{p} is not served by this version of Tollgate yet"),
         )
         .into_response(),
-        _ => ApiError::route_not_found(method.as_str(), &path).into_response(),
+        _ => ApiError::route_not_found(method.as_str(), path).into_response(),
     }
 }
 
