@@ -93,7 +93,7 @@ impl Gateway {
         let mode = wit_mode(head.mode);
         if mode != request.mode {
             return ApiError::bad_request(format!(
-                "the model `{alias}` is a {} model and cannot serve this endpoint",
+                "the model `{alias}` serves {}, not this endpoint",
                 head.mode.as_str()
             ))
             .into_response();
