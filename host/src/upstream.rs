@@ -84,7 +84,10 @@ fn build(
     let mut url = reqwest::Url::parse(&request.url)
         .map_err(|e| UpstreamError::Invalid(format!("bad url `{}`: {e}", request.url)))?;
     let key = provider.api_key.as_ref().map(|k| k.expose());
-    let mut builder = client.request(method.clone(), url.clone());
+    if let (Credential::Query(name), Some(key)) = (&request.credential, key) {
+        url.query_pairs_mut().append_pair(name, key);
+    }
+    let mut builder = client.request(method, url);
     for (name, value) in &request.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| UpstreamError::Invalid(format!("bad header name `{name}`")))?;
@@ -93,13 +96,10 @@ fn build(
         builder = builder.header(name, value);
     }
     match (&request.credential, key) {
-        (Credential::None, _) | (_, None) => {}
         (Credential::Bearer, Some(key)) => builder = builder.bearer_auth(key),
         (Credential::Header(name), Some(key)) => builder = builder.header(name.as_str(), key),
-        (Credential::Query(name), Some(key)) => {
-            url.query_pairs_mut().append_pair(name, key);
-            builder = builder_with_url(client, method, url, builder)?;
-        }
+        // No key, no credential, or already placed in the URL above.
+        _ => {}
     }
     builder = match request.body {
         Body::Empty => builder,
@@ -114,19 +114,6 @@ fn build(
     builder
         .build()
         .map_err(|e| UpstreamError::Invalid(describe(e)))
-}
-
-/// Rebuilds a request builder with a new URL, keeping its headers.
-fn builder_with_url(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: reqwest::Url,
-    builder: reqwest::RequestBuilder,
-) -> Result<reqwest::RequestBuilder, UpstreamError> {
-    let built = builder
-        .build()
-        .map_err(|e| UpstreamError::Invalid(describe(e)))?;
-    Ok(client.request(method, url).headers(built.headers().clone()))
 }
 
 /// The error and its causes, without the URL (it may carry a key).
@@ -176,4 +163,66 @@ pub async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Limits, Secret, Tier, Timeouts};
+
+    fn provider(key: Option<&str>) -> Provider {
+        Provider {
+            name: "p".into(),
+            flag: "P".into(),
+            adapter: "openai".into(),
+            base_url: "https://api.example.com/v1".into(),
+            api_key: key.map(|k| Secret::new(k.to_owned())),
+            tier: Tier::Free,
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            options: "{}".into(),
+            docs: None,
+            source: "p.yaml".into(),
+            status: Ok(()),
+        }
+    }
+
+    fn request(credential: Credential) -> UpstreamRequest {
+        UpstreamRequest {
+            method: "POST".into(),
+            url: "https://api.example.com/v1/chat/completions?alt=sse".into(),
+            headers: vec![("x-extra".into(), "1".into())],
+            body: Body::Bytes(b"{}".to_vec()),
+            credential,
+            response: crate::plugins::bindings::ResponseKind::Json,
+        }
+    }
+
+    #[test]
+    fn the_key_goes_where_the_adapter_asked() {
+        let client = reqwest::Client::new();
+        let keyed = provider(Some("sk-place-me"));
+        let built = build(&client, &keyed, request(Credential::Bearer)).unwrap();
+        assert_eq!(built.headers()["authorization"], "Bearer sk-place-me");
+        assert_eq!(built.headers()["x-extra"], "1");
+
+        let built = build(
+            &client,
+            &keyed,
+            request(Credential::Header("x-api-key".into())),
+        )
+        .unwrap();
+        assert_eq!(built.headers()["x-api-key"], "sk-place-me");
+        assert!(built.headers().get("authorization").is_none());
+
+        let built = build(&client, &keyed, request(Credential::Query("key".into()))).unwrap();
+        assert_eq!(built.url().query(), Some("alt=sse&key=sk-place-me"));
+        assert_eq!(built.headers()["x-extra"], "1");
+
+        let keyless = provider(None);
+        let built = build(&client, &keyless, request(Credential::Bearer)).unwrap();
+        assert!(built.headers().get("authorization").is_none());
+        let built = build(&client, &keyless, request(Credential::Query("key".into()))).unwrap();
+        assert_eq!(built.url().query(), Some("alt=sse"));
+    }
 }

@@ -40,12 +40,13 @@ impl Session {
         }
     }
 
-    /// Sets a fresh deadline and turns a trap into a [`PluginError`] that
-    /// names the plugin and, when it panicked, its panic message.
+    /// Gives the next call a full CPU deadline.
     fn arm(&mut self) {
         self.store.set_epoch_deadline(self.deadline_ticks);
     }
 
+    /// Turns a trap into a [`PluginError`] that names the plugin and, when it
+    /// panicked, its panic message.
     fn fault(&self, error: wasmtime::Error) -> PluginError {
         PluginError::from_trap(&self.adapter.name, error, self.store.data().last_words())
     }
