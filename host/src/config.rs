@@ -77,12 +77,24 @@ pub struct Limits {
     pub credit_usd: Option<f64>,
 }
 
-/// USD per million tokens, for providers whose limit is a credit.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// What a request costs, for providers whose limit is a dollar credit: USD
+/// per million tokens, plus a flat USD per request (image models).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 pub struct Price {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    pub per_request: f64,
+}
+
+impl Price {
+    /// Cost in millionths of a dollar, rounded up.
+    pub fn micro_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
+        let micros = prompt_tokens as f64 * self.input_per_mtok
+            + completion_tokens as f64 * self.output_per_mtok
+            + self.per_request * 1e6;
+        micros.max(0.0).ceil() as u64
+    }
 }
 
 /// What a local model needs from the GPU.
@@ -128,6 +140,47 @@ impl Timeouts {
     }
 }
 
+/// How the provider counts, for the quota ledger.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quota {
+    /// How per-minute and per-hour limits refill: `sliding` (the default,
+    /// safe against any provider) or `bucket` (continuous, as Cerebras does).
+    pub windows: WindowStyle,
+    /// UTC time (`HH:MM`) at which per-day counts reset.
+    pub daily_reset: String,
+    /// Day of the month (1–28) on which per-month counts and the credit reset.
+    pub monthly_reset_day: u32,
+    /// Tokens a reply is assumed to need when the client sets no `max_tokens`;
+    /// held only until the provider reports real usage.
+    pub completion_estimate: u64,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota {
+            windows: WindowStyle::Sliding,
+            daily_reset: "00:00".into(),
+            monthly_reset_day: 1,
+            completion_estimate: 512,
+        }
+    }
+}
+
+impl Quota {
+    /// Milliseconds after UTC midnight at which days begin.
+    pub fn daily_offset_ms(&self) -> u64 {
+        crate::ledger::clock::parse_time_of_day(&self.daily_reset).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowStyle {
+    Sliding,
+    Bucket,
+}
+
 /// One `providers/<name>.yaml` file, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,6 +196,11 @@ struct ProviderFile {
     limits: Limits,
     #[serde(default)]
     timeouts: Timeouts,
+    #[serde(default)]
+    quota: Quota,
+    /// Default price of the provider's models, for a `credit_usd` limit.
+    #[serde(default)]
+    price: Option<Price>,
     #[serde(default)]
     adapter_options: Option<serde_json::Value>,
     /// Where the provider publishes its limits; for people, not the gateway.
@@ -200,6 +258,7 @@ pub struct Provider {
     pub tier: Tier,
     pub limits: Limits,
     pub timeouts: Timeouts,
+    pub quota: Quota,
     /// `adapter_options` as JSON text, handed to the adapter with each call.
     pub options: String,
     pub docs: Option<String>,
@@ -326,7 +385,7 @@ impl Catalog {
                 mode: model.mode,
                 tier: model.tier.unwrap_or(file.tier),
                 limits: model.limits.clone(),
-                price: model.price.clone(),
+                price: model.price.clone().or_else(|| file.price.clone()),
                 gpu: model.gpu.clone(),
                 notes: model.notes.clone(),
                 provider: provider.clone(),
@@ -471,6 +530,31 @@ fn check_provider(
             "every timeout must be a positive number of seconds".into(),
         );
     }
+    if crate::ledger::clock::parse_time_of_day(&file.quota.daily_reset).is_none() {
+        problem(
+            "quota.daily_reset",
+            format!(
+                "`{}` is not a UTC time such as 00:00",
+                file.quota.daily_reset
+            ),
+        );
+    }
+    if !(1..=28).contains(&file.quota.monthly_reset_day) {
+        problem(
+            "quota.monthly_reset_day",
+            "must be a day from 1 to 28".into(),
+        );
+    }
+    check_limits(&file.limits, "limits", problem);
+    if file.limits.credit_usd.is_some()
+        && file.price.is_none()
+        && file.models.iter().any(|m| m.price.is_none())
+    {
+        problem(
+            "price",
+            "a credit_usd limit needs a price for every model (here or per model)".into(),
+        );
+    }
     if file.models.is_empty() {
         problem("models", "lists no model".into());
     }
@@ -481,6 +565,36 @@ fn check_provider(
         if model.model.trim().is_empty() {
             problem(&format!("models[{i}].model"), "must not be empty".into());
         }
+        check_limits(&model.limits, &format!("models[{i}].limits"), problem);
+    }
+}
+
+/// A zero limit would make a model unusable; a negative or absurd credit is a typo.
+fn check_limits(limits: &Limits, field: &str, problem: &mut dyn FnMut(&str, String)) {
+    let counts = [
+        limits.rpm,
+        limits.rph,
+        limits.rpd,
+        limits.tpm,
+        limits.tph,
+        limits.tpd,
+        limits.rpmonth,
+        limits.tpmonth,
+    ];
+    if counts.contains(&Some(0)) {
+        problem(
+            field,
+            "a limit of 0 would never allow a request; remove the model instead".into(),
+        );
+    }
+    if limits
+        .credit_usd
+        .is_some_and(|c| !c.is_finite() || c <= 0.0)
+    {
+        problem(
+            field,
+            "credit_usd must be a positive number of dollars".into(),
+        );
     }
 }
 
@@ -523,6 +637,7 @@ fn resolve_provider(file: &ProviderFile, path: &Path, env: &Env) -> Provider {
         tier: file.tier,
         limits: file.limits.clone(),
         timeouts: file.timeouts.clone(),
+        quota: file.quota.clone(),
         options: file
             .adapter_options
             .as_ref()

@@ -1,25 +1,20 @@
 //! `tollgate`: one OpenAI-compatible endpoint in front of many LLM providers,
 //! free tiers first.
 
-mod api;
-mod config;
-mod env;
-mod plugins;
-mod redact;
-mod report;
-mod router;
-mod server;
-mod upstream;
-
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use config::{Catalog, Secret};
-use plugins::{PluginRuntime, engine::Limits};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tollgate::config::{Catalog, Secret};
+use tollgate::ledger::clock::SystemClock;
+use tollgate::ledger::report::QuotaReport;
+use tollgate::ledger::store::Store;
+use tollgate::ledger::{Backend, Ledger};
+use tollgate::plugins::{PluginRuntime, engine::Limits};
+use tollgate::{env, report, router, server};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +36,9 @@ enum Command {
     Check(Sources),
     /// List every model alias with its provider, mode, tier, status and limits.
     Models(Sources),
+    /// Show the quota ledger: each provider's and model's limits, what is
+    /// used, what remains, when it resets, and any cooldown.
+    Quotas(QuotasArgs),
 }
 
 #[derive(Args)]
@@ -60,10 +58,37 @@ struct Sources {
 struct ServeArgs {
     #[command(flatten)]
     sources: Sources,
+    #[command(flatten)]
+    ledger: LedgerArgs,
     /// Address to listen on. Loopback by default: set TOLLGATE_MASTER_KEY
     /// before exposing the gateway further.
     #[arg(long, default_value = "127.0.0.1:4000")]
     listen: SocketAddr,
+}
+
+#[derive(Args)]
+struct LedgerArgs {
+    /// Where quota counts are kept: `embedded` (a store in the data folder,
+    /// the default), `memory` (lost on exit), or `redis://HOST:PORT/DB` to
+    /// share one ledger between gateways. Default: TOLLGATE_LEDGER.
+    #[arg(long)]
+    ledger: Option<String>,
+}
+
+#[derive(Args)]
+struct QuotasArgs {
+    #[command(flatten)]
+    sources: Sources,
+    #[command(flatten)]
+    ledger: LedgerArgs,
+    /// A running gateway to ask. Default: TOLLGATE_URL, else
+    /// http://127.0.0.1:4000. When none answers there, the ledger is read
+    /// directly.
+    #[arg(long)]
+    url: Option<String>,
+    /// Print the JSON that /admin/quotas serves instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +106,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Check(sources) => check(sources).await,
             Command::Models(sources) => models(sources).await,
+            Command::Quotas(args) => quotas(args).await,
         }
     });
     match result {
@@ -159,16 +185,46 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if master_key.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "listening beyond loopback without TOLLGATE_MASTER_KEY: anyone who can reach this port can spend your quotas");
     }
-    let gateway = router::Gateway::new(catalog, plugins)?;
+    let ledger = open_ledger(&args.ledger, &args.sources.data, &env).await?;
+    ledger.spawn_saver(Duration::from_millis(500));
+    let gateway = router::Gateway::new(catalog, plugins, ledger.clone())?;
     let state = Arc::new(server::AppState::new(gateway, master_key));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(providers = enabled, aliases, "serving");
+    tracing::info!(
+        providers = enabled,
+        aliases,
+        ledger = ledger.backend().name(),
+        "serving"
+    );
     println!("tollgate listening on http://{addr}");
     std::io::stdout().flush().ok();
-    server::run(listener, state, shutdown_signal()).await
+    server::run(listener, state, shutdown_signal()).await?;
+    ledger.flush().await;
+    Ok(())
+}
+
+/// The ledger backend chosen by `--ledger` or TOLLGATE_LEDGER.
+async fn open_ledger(args: &LedgerArgs, data: &Path, env: &env::Env) -> Result<Arc<Ledger>> {
+    let choice = args
+        .ledger
+        .as_deref()
+        .or_else(|| env.get("TOLLGATE_LEDGER"))
+        .unwrap_or("embedded");
+    let backend = match choice {
+        "embedded" => Backend::Store(Store::open(data)?),
+        "memory" => Backend::Memory,
+        url if url.starts_with("redis://") || url.starts_with("unix://") => {
+            Backend::Redis(tollgate::ledger::redis::Shared::connect(url).await?)
+        }
+        other => anyhow::bail!(
+            "unknown ledger `{}`: use embedded, memory, or a redis:// URL",
+            tollgate::ledger::redis::redact_url(other)
+        ),
+    };
+    Ok(Ledger::new(backend, Arc::new(SystemClock))?)
 }
 
 async fn shutdown_signal() {
@@ -195,6 +251,66 @@ async fn check(sources: Sources) -> Result<()> {
     }
     println!("ok");
     Ok(())
+}
+
+async fn quotas(args: QuotasArgs) -> Result<()> {
+    let env = env::Env::load(Path::new("."))?;
+    let url = args
+        .url
+        .clone()
+        .or_else(|| env.get("TOLLGATE_URL").map(str::to_owned))
+        .unwrap_or_else(|| "http://127.0.0.1:4000".into());
+    let report = match ask_gateway(&url, &env).await? {
+        Some(report) => report,
+        None => {
+            tracing::debug!("no gateway at {url}; reading the ledger directly");
+            let (catalog, _) = load(&args.sources, &env).await?;
+            let ledger = open_ledger(&args.ledger, &args.sources.data, &env)
+                .await
+                .context("no gateway answered at the --url, so the ledger was opened directly")?;
+            for model in catalog.models.iter().filter(|m| m.enabled()) {
+                ledger.plan(model);
+            }
+            ledger.report().await
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// The report of the gateway at `url`, or `None` when nothing listens there.
+async fn ask_gateway(url: &str, env: &env::Env) -> Result<Option<QuotaReport>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()?;
+    let mut request = client.get(format!("{}/admin/quotas", url.trim_end_matches('/')));
+    if let Some(key) = env.get("TOLLGATE_MASTER_KEY") {
+        request = request.bearer_auth(key);
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) if e.is_connect() => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("asking {url}: {e}")),
+    };
+    let status = response.status();
+    let body = response.bytes().await?;
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        anyhow::bail!("the gateway at {url} wants its master key: set TOLLGATE_MASTER_KEY");
+    }
+    if !status.is_success() {
+        anyhow::bail!(
+            "the gateway at {url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .with_context(|| format!("{url}/admin/quotas did not return a quota report"))
 }
 
 async fn models(sources: Sources) -> Result<()> {

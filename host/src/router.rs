@@ -8,9 +8,19 @@
 //! auth, connection error, timeout, plugin fault) moves on to the next
 //! candidate. A stream is committed to its provider once the first client
 //! chunk is ready; a failure after that ends the stream with an error event.
+//!
+//! Before each attempt the ledger reserves the candidate's quota; a
+//! candidate without room, or cooling down after a 429, is skipped without a
+//! network call, and the reason goes into the error a client sees if every
+//! candidate fails. The reservation is settled with the real usage and the
+//! provider's rate-limit headers when the attempt ends, however it ends.
 
 use crate::api::{ApiError, Body, BodyError, json_response};
 use crate::config::{Catalog, Model};
+use crate::ledger::estimate::Estimate;
+use crate::ledger::headers::RateHeaders;
+use crate::ledger::plan::Plan;
+use crate::ledger::{Ledger, Outcome, Reservation};
 use crate::plugins::bindings::{
     self, ClientRequest, FailureKind, ResponseKind, Target, UpstreamResponse,
 };
@@ -21,6 +31,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -28,13 +39,56 @@ use tokio::sync::mpsc;
 pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
 /// Response header counting the attempts made, the serving one included.
 pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
+/// Response header listing candidates skipped for quota (`alias:window`).
+pub const SKIPPED_HEADER: &str = "x-tollgate-skipped";
 
 /// Everything a request needs, shared by all requests.
 pub struct Gateway {
     pub catalog: Catalog,
     pub plugins: PluginRuntime,
+    pub ledger: Arc<Ledger>,
+    /// The ledger plan of every enabled alias.
+    plans: HashMap<String, Arc<Plan>>,
     upstreams: Upstreams,
     redactor: Redactor,
+}
+
+/// What became of one candidate that did not serve the request.
+struct Note {
+    model: Arc<Model>,
+    reason: String,
+    kind: FailureKind,
+    /// Skipped by the ledger: no request was sent.
+    skipped: Option<&'static str>,
+    /// When it may have room again (ms), if known.
+    retry_at: Option<u64>,
+}
+
+/// The ledger's side of one attempt, settled exactly once however the
+/// attempt ends (a stream carries it to its last chunk).
+struct Hold {
+    reservation: Option<Reservation>,
+    headers: RateHeaders,
+    /// Whether the request reached the provider (it then counts).
+    sent: bool,
+}
+
+impl Hold {
+    async fn settle(&mut self, outcome: Outcome) {
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(outcome, &self.headers).await;
+        }
+    }
+
+    /// Reads the provider's rate-limit headers off a response.
+    fn read_headers(&mut self, response: &reqwest::Response, now: u64) {
+        self.sent = true;
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+        self.headers = RateHeaders::parse(headers, now);
+    }
 }
 
 /// Why one attempt did not serve the request.
@@ -73,19 +127,36 @@ impl From<UpstreamError> for Failed {
 }
 
 impl Gateway {
-    pub fn new(catalog: Catalog, plugins: PluginRuntime) -> anyhow::Result<Self> {
+    pub fn new(
+        catalog: Catalog,
+        plugins: PluginRuntime,
+        ledger: Arc<Ledger>,
+    ) -> anyhow::Result<Self> {
         let upstreams = Upstreams::new(&catalog.providers)?;
         let redactor = Redactor::new(catalog.secrets());
+        let plans = catalog
+            .models
+            .iter()
+            .filter(|m| m.enabled())
+            .map(|m| (m.alias.clone(), ledger.plan(m)))
+            .collect();
         Ok(Gateway {
             catalog,
             plugins,
+            ledger,
+            plans,
             upstreams,
             redactor,
         })
     }
 
     /// Serves `request` for `alias` from the first candidate that can.
-    pub async fn serve(&self, alias: &str, request: ClientRequest) -> Response<Body> {
+    pub async fn serve(
+        &self,
+        alias: &str,
+        request: ClientRequest,
+        estimate: Estimate,
+    ) -> Response<Body> {
         let candidates = self.catalog.candidates(alias);
         let Some(head) = candidates.first() else {
             return ApiError::model_not_found(alias).into_response();
@@ -98,24 +169,70 @@ impl Gateway {
             ))
             .into_response();
         }
-        let mut notes = Vec::new();
+        let mut notes: Vec<Note> = Vec::new();
         for model in &candidates {
-            match self.attempt(model, &request).await {
-                Ok(response) => return with_route(response, &model.alias, notes.len() + 1),
+            let Some(plan) = self.plans.get(&model.alias) else {
+                continue;
+            };
+            let reservation = match self.ledger.reserve(plan, &estimate).await {
+                Ok(reservation) => reservation,
+                Err(denial) => {
+                    tracing::debug!(alias = %model.alias, "{denial}");
+                    notes.push(Note {
+                        model: model.clone(),
+                        reason: denial.to_string(),
+                        kind: FailureKind::RateLimited,
+                        skipped: Some(denial_tag(&denial)),
+                        retry_at: denial.retry_at(),
+                    });
+                    continue;
+                }
+            };
+            let mut hold = Hold {
+                reservation: Some(reservation),
+                headers: RateHeaders::default(),
+                sent: false,
+            };
+            let result = self.attempt(model, &request, &mut hold).await;
+            if let Err(failed) = &result {
+                hold.settle(outcome_of(failed, hold.sent)).await;
+            }
+            match result {
+                Ok(response) => return with_route(response, &model.alias, &notes),
                 Err(Failed::Final(error)) => {
-                    return with_route(error.into_response(), &model.alias, notes.len() + 1);
+                    return with_route(error.into_response(), &model.alias, &notes);
                 }
                 Err(Failed::Next { reason, kind }) => {
                     let reason = self.redactor.scrub(&reason);
                     tracing::warn!(alias = %model.alias, provider = %model.provider.name, "attempt failed: {reason}");
-                    notes.push((model.clone(), reason, kind));
+                    notes.push(Note {
+                        model: model.clone(),
+                        reason,
+                        kind,
+                        skipped: None,
+                        retry_at: None,
+                    });
                 }
             }
         }
-        let attempts = notes.len();
-        let error = exhausted(alias, notes);
-        let mut response = error.into_response();
+        self.exhausted(alias, notes)
+    }
+
+    /// The answer when no candidate served: 429 when every one was rate
+    /// limited or out of quota (with `retry-after` when the ledger knows),
+    /// else 502; the message lists what happened to each.
+    fn exhausted(&self, alias: &str, notes: Vec<Note>) -> Response<Body> {
+        let attempts = notes.iter().filter(|n| n.skipped.is_none()).count();
+        let retry_at = notes.iter().filter_map(|n| n.retry_at).min();
+        let mut response = exhausted(alias, &notes).into_response();
         set_header(&mut response, ATTEMPTS_HEADER, &attempts.to_string());
+        set_skipped(&mut response, &notes);
+        if response.status() == StatusCode::TOO_MANY_REQUESTS
+            && let Some(at) = retry_at
+        {
+            let seconds = at.saturating_sub(self.ledger.now()).div_ceil(1000).max(1);
+            set_header(&mut response, "retry-after", &seconds.to_string());
+        }
         response
     }
 
@@ -123,6 +240,7 @@ impl Gateway {
         &self,
         model: &Model,
         request: &ClientRequest,
+        hold: &mut Hold,
     ) -> Result<Response<Body>, Failed> {
         let adapter = self
             .plugins
@@ -144,18 +262,24 @@ impl Gateway {
             }
         };
         let stream = upstream_request.response == ResponseKind::EventStream;
-        let response = self
-            .upstreams
-            .send(&model.provider, upstream_request)
-            .await?;
+        let response = match self.upstreams.send(&model.provider, upstream_request).await {
+            Ok(response) => response,
+            Err(e) => {
+                // Past the connect, the provider may have seen the request.
+                hold.sent = !matches!(e, UpstreamError::Connect(_) | UpstreamError::Invalid(_));
+                return Err(e.into());
+            }
+        };
+        hold.read_headers(&response, self.ledger.now());
         if !response.status().is_success() {
             return Err(self.failure(model, session, &target, response).await);
         }
         if stream {
-            self.stream(model, session, &target, request, response)
+            self.stream(model, session, &target, request, response, hold)
                 .await
         } else {
-            self.whole(model, session, &target, request, response).await
+            self.whole(model, session, &target, request, response, hold)
+                .await
         }
     }
 
@@ -211,6 +335,7 @@ impl Gateway {
         target: &Target,
         request: &ClientRequest,
         mut response: reqwest::Response,
+        hold: &mut Hold,
     ) -> Result<Response<Body>, Failed> {
         let status = response.status().as_u16();
         let headers = upstream::headers_of(&response);
@@ -230,6 +355,10 @@ impl Gateway {
                 )
             })?;
         log_usage(model, reply.usage);
+        hold.settle(Outcome::Served {
+            usage: reply.usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
+        })
+        .await;
         let mut out = json_response(StatusCode::OK, reply.body);
         set_header(&mut out, CONTENT_TYPE.as_str(), &reply.content_type);
         Ok(out)
@@ -244,6 +373,7 @@ impl Gateway {
         target: &Target,
         request: &ClientRequest,
         mut response: reqwest::Response,
+        hold: &mut Hold,
     ) -> Result<Response<Body>, Failed> {
         let idle = model.provider.timeouts.idle();
         let mut translator = session.open_stream(target, request).await?;
@@ -281,6 +411,11 @@ impl Gateway {
             usage,
             model_alias: model.alias.clone(),
             redactor: self.redactor.clone(),
+            hold: Hold {
+                reservation: hold.reservation.take(),
+                headers: std::mem::take(&mut hold.headers),
+                sent: true,
+            },
         };
         tokio::spawn(pump.run(first, done));
         Ok(sse_response(rx))
@@ -296,6 +431,9 @@ struct Pump {
     usage: Option<bindings::Usage>,
     model_alias: String,
     redactor: Redactor,
+    /// Settled when the stream ends; dropped (counted as estimated) when the
+    /// client goes away first.
+    hold: Hold,
 }
 
 impl Pump {
@@ -334,14 +472,23 @@ impl Pump {
         if let Some(usage) = self.usage {
             tracing::debug!(alias = %self.model_alias, prompt = usage.prompt_tokens, completion = usage.completion_tokens, "stream usage");
         }
+        let usage = self.usage_pair();
+        self.hold.settle(Outcome::Served { usage }).await;
         let _ = self
             .tx
             .send(Ok(Bytes::from_static(b"data: [DONE]\n\n")))
             .await;
     }
 
+    fn usage_pair(&self) -> Option<(u64, u64)> {
+        self.usage.map(|u| (u.prompt_tokens, u.completion_tokens))
+    }
+
     /// Ends a committed stream with an error event the OpenAI SDKs raise.
-    async fn fail(self, reason: String) {
+    async fn fail(mut self, reason: String) {
+        // The provider has served part of it: keep what it reported, or the estimate.
+        let usage = self.usage_pair();
+        self.hold.settle(Outcome::Served { usage }).await;
         let reason = self.redactor.scrub(&reason);
         tracing::warn!(alias = %self.model_alias, "stream failed after it started: {reason}");
         let error = ApiError::new(
@@ -387,19 +534,47 @@ fn sse_response(mut rx: mpsc::Receiver<Result<Bytes, BodyError>>) -> Response<Bo
     response
 }
 
-fn exhausted(alias: &str, notes: Vec<(Arc<Model>, String, FailureKind)>) -> ApiError {
-    let all_limited = notes
-        .iter()
-        .all(|(_, _, kind)| matches!(kind, FailureKind::RateLimited | FailureKind::QuotaExhausted));
+/// How a failed attempt counts in the ledger.
+fn outcome_of(failed: &Failed, sent: bool) -> Outcome {
+    match failed {
+        _ if !sent => Outcome::NotSent,
+        Failed::Next {
+            kind: FailureKind::RateLimited,
+            ..
+        } => Outcome::RateLimited,
+        Failed::Next {
+            kind: FailureKind::QuotaExhausted,
+            ..
+        } => Outcome::QuotaExhausted,
+        _ => Outcome::Failed,
+    }
+}
+
+/// A short tag for the skipped header: the window name, or `cooldown`.
+fn denial_tag(denial: &crate::ledger::Denial) -> &'static str {
+    match denial {
+        crate::ledger::Denial::Full { window, .. } => window,
+        crate::ledger::Denial::Cooling { .. } => "cooldown",
+    }
+}
+
+fn exhausted(alias: &str, notes: &[Note]) -> ApiError {
+    let all_limited = notes.iter().all(|n| {
+        matches!(
+            n.kind,
+            FailureKind::RateLimited | FailureKind::QuotaExhausted
+        )
+    });
     let detail: Vec<String> = notes
         .iter()
         .enumerate()
-        .map(|(i, (model, reason, _))| {
+        .map(|(i, note)| {
             format!(
-                "{}. {} ({}): {reason}",
+                "{}. {} ({}): {}",
                 i + 1,
-                model.alias,
-                model.provider.name
+                note.model.alias,
+                note.model.provider.name,
+                note.reason
             )
         })
         .collect();
@@ -437,10 +612,22 @@ fn kind_name(kind: FailureKind) -> &'static str {
     }
 }
 
-fn with_route(mut response: Response<Body>, alias: &str, attempts: usize) -> Response<Body> {
+fn with_route(mut response: Response<Body>, alias: &str, notes: &[Note]) -> Response<Body> {
+    let attempts = notes.iter().filter(|n| n.skipped.is_none()).count() + 1;
     set_header(&mut response, PROVIDER_HEADER, alias);
     set_header(&mut response, ATTEMPTS_HEADER, &attempts.to_string());
+    set_skipped(&mut response, notes);
     response
+}
+
+fn set_skipped(response: &mut Response<Body>, notes: &[Note]) {
+    let skipped: Vec<String> = notes
+        .iter()
+        .filter_map(|n| n.skipped.map(|tag| format!("{}:{tag}", n.model.alias)))
+        .collect();
+    if !skipped.is_empty() {
+        set_header(response, SKIPPED_HEADER, &skipped.join(", "));
+    }
 }
 
 fn set_header(response: &mut Response<Body>, name: &str, value: &str) {

@@ -2,6 +2,7 @@
 
 use crate::api::{ApiError, Body, json_response};
 use crate::config::Secret;
+use crate::ledger::estimate::{Estimate, Messages, TextSize};
 use crate::plugins::bindings::{ClientRequest, Mode};
 use crate::router::Gateway;
 use bytes::Bytes;
@@ -140,8 +141,9 @@ async fn route(
     }
     match (method, path) {
         (&Method::GET, "/v1/models") => json_response(StatusCode::OK, state.models_json.clone()),
+        (&Method::GET, "/admin/quotas") => quotas(state).await,
         (&Method::POST, "/v1/chat/completions") => chat(state, request).await,
-        (_, "/v1/models" | "/v1/chat/completions") => {
+        (_, "/v1/models" | "/v1/chat/completions" | "/admin/quotas") => {
             ApiError::method_not_allowed(method.as_str(), path).into_response()
         }
         (_, p) if NOT_YET_SERVED.contains(&p) => ApiError::new(
@@ -182,13 +184,50 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The fields the gateway itself needs; the rest stays in the raw body.
+/// The messages and tools are sized as they are parsed, for the ledger's
+/// token estimate.
 #[derive(Deserialize)]
 struct ChatEnvelope {
     model: String,
     #[serde(default)]
     stream: Option<bool>,
-    #[allow(dead_code)]
-    messages: Vec<serde::de::IgnoredAny>,
+    messages: Messages,
+    #[serde(default)]
+    tools: Option<TextSize>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    /// Choices to generate; each spends its own completion tokens.
+    #[serde(default)]
+    n: Option<u64>,
+}
+
+impl ChatEnvelope {
+    fn estimate(&self) -> Estimate {
+        let cap = self.max_completion_tokens.or(self.max_tokens);
+        let choices = self.n.unwrap_or(1).max(1);
+        Estimate::new(
+            self.messages.0,
+            self.tools,
+            cap.map(|c| c.saturating_mul(choices)),
+        )
+    }
+}
+
+/// The quota ledger, for operators.
+async fn quotas(state: &AppState) -> Response<Body> {
+    let report = state.gateway.ledger.report().await;
+    match serde_json::to_vec(&report) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "report_failed",
+            format!("could not encode the quota report: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 async fn chat(state: &AppState, request: Request<Incoming>) -> Response<Body> {
@@ -208,7 +247,11 @@ async fn chat(state: &AppState, request: Request<Incoming>) -> Response<Body> {
         stream: envelope.stream.unwrap_or(false),
         uploads: Vec::new(),
     };
-    state.gateway.serve(&envelope.model, request).await
+    let estimate = envelope.estimate();
+    state
+        .gateway
+        .serve(&envelope.model, request, estimate)
+        .await
 }
 
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {

@@ -180,6 +180,7 @@ mod tests {
             tier: Tier::Free,
             limits: Limits::default(),
             timeouts: Timeouts::default(),
+            quota: Default::default(),
             options: "{}".into(),
             docs: None,
             source: "p.yaml".into(),

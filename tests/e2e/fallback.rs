@@ -115,6 +115,8 @@ async fn exhaustion_is_429_when_every_candidate_is_rate_limited_else_502() {
     assert_eq!(reply.json()["error"]["code"], "rate_limit_exceeded");
     assert_eq!(reply.header("x-tollgate-attempts"), Some("2"));
 
+    let (first, second, gateway) = pair().await;
+    first.set(Behavior::rate_limited());
     second.set(Behavior::status(500, "{}"));
     let reply = gateway.chat(hello("first-chat")).await;
     assert_eq!(reply.status, 502);

@@ -11,5 +11,6 @@ mod chat;
 mod cli;
 mod fallback;
 mod openai_client;
+mod quotas;
 mod sandbox;
 mod streaming;

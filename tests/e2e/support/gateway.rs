@@ -36,8 +36,25 @@ impl Setup {
     }
 
     /// A provider fragment, enabled with flag `NAME=1` and key `NAME_API_KEY`.
-    pub fn provider(mut self, name: &str, base_url: &str, aliases: &[(&str, &str)]) -> Self {
-        self = self.disabled_provider(name, base_url, aliases);
+    pub fn provider(self, name: &str, base_url: &str, aliases: &[(&str, &str)]) -> Self {
+        self.provider_with(name, base_url, aliases, "")
+    }
+
+    /// A provider fragment with extra top-level YAML (limits, quota), enabled.
+    pub fn provider_with(
+        mut self,
+        name: &str,
+        base_url: &str,
+        aliases: &[(&str, &str)],
+        extra: &str,
+    ) -> Self {
+        let text = fragment(name, base_url, aliases, extra);
+        self.files.push((format!("{name}.yaml"), text));
+        self.enable(name)
+    }
+
+    /// Sets a provider's flag `NAME=1` and key `NAME_API_KEY`.
+    pub fn enable(self, name: &str) -> Self {
         let flag = name.to_uppercase();
         self.env(&flag, "1").env(
             &format!("{flag}_API_KEY"),
@@ -108,36 +125,12 @@ impl Setup {
         for (name, bytes) in &self.plugin_files {
             std::fs::write(plugins.join(format!("{name}.wasm")), bytes).unwrap();
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--plugins")
-            .arg(&plugins)
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .args(["--listen", "127.0.0.1:0"])
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TOLLGATE_LOG", "warn")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting tollgate");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("tollgate listening on ")
-            .unwrap_or_else(|| panic!("tollgate did not start: {line:?}"))
-            .to_owned();
+        let (child, url) = spawn(dir.path(), &self.env);
         Gateway {
             child,
             url,
             dir,
+            env: self.env,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -146,10 +139,43 @@ impl Setup {
     }
 }
 
+/// Starts `tollgate serve` on the folder's providers/, plugins/ and data/,
+/// and waits for it to say where it listens.
+fn spawn(dir: &std::path::Path, env: &[(String, String)]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.join("providers"))
+        .arg("--plugins")
+        .arg(dir.join("plugins"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TOLLGATE_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting tollgate");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("tollgate listening on ")
+        .unwrap_or_else(|| panic!("tollgate did not start: {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
 pub struct Gateway {
     child: Child,
     pub url: String,
     dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     pub client: reqwest::Client,
 }
 
@@ -202,6 +228,31 @@ impl Reply {
 }
 
 impl Gateway {
+    /// Stops the gateway (gracefully with SIGTERM, or with SIGKILL as a
+    /// crash would) and starts a new one on the same folders.
+    pub fn restart(&mut self, graceful: bool) {
+        if graceful {
+            self.stop();
+        } else {
+            self.child.kill().unwrap();
+            self.child.wait().unwrap();
+        }
+        let (child, url) = spawn(self.dir.path(), &self.env);
+        self.child = child;
+        self.url = url;
+    }
+
+    /// Stops the gateway with SIGTERM and waits for it to exit cleanly.
+    pub fn stop(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "tollgate exited with {exit} on SIGTERM");
+    }
+
     /// The folder holding this gateway's providers/, plugins/ and data/.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()

@@ -29,6 +29,11 @@ pub enum Behavior {
     BreakMidStream,
     /// Stream the first chunk, then wait for [`Mock::release`].
     Gated,
+    /// Answer like OpenAI, adding these headers (rate-limit reports).
+    OkWithHeaders(Vec<(String, String)>),
+    /// Enforce a provider limit of `per_minute` requests in any 60 seconds,
+    /// as a strict sliding log: beyond it, answer 429.
+    Limited { per_minute: usize },
 }
 
 impl Behavior {
@@ -74,6 +79,11 @@ impl Received {
 struct State {
     behavior: Behavior,
     received: Vec<Received>,
+    /// When each request arrived.
+    arrivals: Vec<std::time::Instant>,
+    /// Requests [`Behavior::Limited`] accepted, and how many it refused.
+    accepted: Vec<std::time::Instant>,
+    rejected: usize,
 }
 
 #[derive(Clone)]
@@ -94,6 +104,9 @@ impl Mock {
             state: Arc::new(Mutex::new(State {
                 behavior: Behavior::Ok,
                 received: Vec::new(),
+                arrivals: Vec::new(),
+                accepted: Vec::new(),
+                rejected: 0,
             })),
             gate: Arc::new(Notify::new()),
         };
@@ -119,6 +132,16 @@ impl Mock {
         self.state.lock().unwrap().received.clone()
     }
 
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.state.lock().unwrap().arrivals.clone()
+    }
+
+    /// How many requests a [`Behavior::Limited`] mock answered with 429.
+    pub fn rejected(&self) -> usize {
+        self.state.lock().unwrap().rejected
+    }
+
     /// Lets a [`Behavior::Gated`] stream finish.
     pub fn release(&self) {
         self.gate.notify_one();
@@ -130,15 +153,38 @@ impl Mock {
         };
         let behavior = {
             let mut state = self.state.lock().unwrap();
+            let now = std::time::Instant::now();
             state.received.push(request.clone());
-            state.behavior.clone()
+            state.arrivals.push(now);
+            match state.behavior.clone() {
+                Behavior::Limited { per_minute } => {
+                    let window = Duration::from_secs(60);
+                    let recent = state
+                        .accepted
+                        .iter()
+                        .filter(|t| now.duration_since(**t) < window)
+                        .count();
+                    if recent >= per_minute {
+                        state.rejected += 1;
+                        Behavior::rate_limited()
+                    } else {
+                        state.accepted.push(now);
+                        Behavior::Ok
+                    }
+                }
+                other => other,
+            }
         };
         let stream = request.body["stream"].as_bool().unwrap_or(false);
         match behavior {
             Behavior::Ok if stream => self.stream(socket, &request, None).await,
-            Behavior::Ok => {
+            Behavior::Ok | Behavior::Limited { .. } => {
                 let body = self.completion(&request).to_string();
                 respond(&mut socket, 200, &[], &body).await;
+            }
+            Behavior::OkWithHeaders(headers) => {
+                let body = self.completion(&request).to_string();
+                respond(&mut socket, 200, &headers, &body).await;
             }
             Behavior::Status {
                 status,

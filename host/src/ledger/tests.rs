@@ -1,0 +1,332 @@
+//! The ledger as the router uses it: plans from a real catalogue, a manual
+//! clock, reservations settled with real outcomes and headers.
+
+use super::*;
+use crate::config::Catalog;
+use crate::env::Env;
+use clock::{MINUTE_MS, ManualClock, SECOND_MS, utc};
+
+const FRAGMENT: &str = r#"
+name: free
+flag: FREE
+adapter: openai
+base_url: https://free.example/v1
+api_key: ${FREE_KEY}
+tier: free
+limits: { rpm: 3 }
+models:
+  - { alias: small, model: small-1, mode: chat, limits: { rpd: 5, tpm: 1000 } }
+  - { alias: big, model: big-1, mode: chat }
+"#;
+
+const CREDIT: &str = r#"
+name: credit
+flag: CREDIT
+adapter: openai
+base_url: https://credit.example/v1
+tier: free
+limits: { credit_usd: 0.01 }
+models:
+  - { alias: priced, model: priced-1, mode: chat, price: { input_per_mtok: 1000, output_per_mtok: 1000 } }
+"#;
+
+struct Fixture {
+    catalog: Catalog,
+    clock: ManualClock,
+    ledger: Arc<Ledger>,
+}
+
+fn fixture(backend: Backend, clock: ManualClock) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("free.yaml"), FRAGMENT).unwrap();
+    std::fs::write(dir.path().join("credit.yaml"), CREDIT).unwrap();
+    let env = Env::from_pairs(&[("FREE", "1"), ("FREE_KEY", "sk-test"), ("CREDIT", "1")]);
+    let catalog = Catalog::load(dir.path(), &env, &|a| a == "openai").unwrap();
+    let ledger = Ledger::new(backend, Arc::new(clock.clone())).unwrap();
+    Fixture {
+        catalog,
+        clock,
+        ledger,
+    }
+}
+
+impl Fixture {
+    fn plan(&self, alias: &str) -> Arc<Plan> {
+        self.ledger.plan(self.catalog.model(alias).unwrap())
+    }
+}
+
+fn small_request() -> Estimate {
+    Estimate {
+        prompt_tokens: 10,
+        completion_cap: Some(90),
+    }
+}
+
+fn served(prompt: u64, completion: u64) -> Outcome {
+    Outcome::Served {
+        usage: Some((prompt, completion)),
+    }
+}
+
+#[tokio::test]
+async fn provider_and_model_limits_both_apply() {
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    let small = f.plan("small");
+    let big = f.plan("big");
+    let none = RateHeaders::default();
+    // rpm 3 is provider-wide: two on one model and one on the other use it up.
+    for plan in [&small, &small, &big] {
+        let r = f.ledger.reserve(plan, &small_request()).await.unwrap();
+        r.settle(served(10, 5), &none).await;
+    }
+    let denial = f
+        .ledger
+        .reserve(&big, &small_request())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        denial
+            .to_string()
+            .contains("the rpm limit of free is used up (3 requests of 3 requests)"),
+        "{denial}"
+    );
+    // A minute later the provider window has room; the model's day has 3 left.
+    f.clock.advance(MINUTE_MS + SECOND_MS);
+    for _ in 0..3 {
+        let r = f.ledger.reserve(&small, &small_request()).await.unwrap();
+        r.settle(served(10, 5), &none).await;
+    }
+    f.clock.advance(MINUTE_MS + SECOND_MS);
+    let denial = f
+        .ledger
+        .reserve(&small, &small_request())
+        .await
+        .err()
+        .unwrap();
+    match &denial {
+        Denial::Full { window, full, .. } => {
+            assert_eq!(*window, "rpd");
+            assert_eq!(full.frees_at, Some(utc(2026, 11, 26, 0, 0)));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_estimated_then_replaced_by_real_usage() {
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    let small = f.plan("small");
+    let none = RateHeaders::default();
+    let big_request = Estimate {
+        prompt_tokens: 100,
+        completion_cap: Some(400),
+    };
+    let first = f.ledger.reserve(&small, &big_request).await.unwrap();
+    let second = f.ledger.reserve(&small, &big_request).await.unwrap();
+    // 1000 tpm: two in-flight estimates of 500 fill it.
+    assert!(matches!(
+        f.ledger.reserve(&small, &small_request()).await,
+        Err(Denial::Full { window: "tpm", .. })
+    ));
+    first.settle(served(100, 20), &none).await;
+    second.settle(Outcome::NotSent, &none).await;
+    // 120 used now, so an estimate of 500 fits again.
+    let report = f.ledger.report().await;
+    let tpm = report.quotas.iter().find(|r| r.window == "tpm").unwrap();
+    assert_eq!(tpm.used, Some(120.0));
+    let rpd = report.quotas.iter().find(|r| r.window == "rpd").unwrap();
+    assert_eq!(rpd.used, Some(1.0), "a request never sent is not counted");
+    assert!(f.ledger.reserve(&small, &big_request).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_request_larger_than_the_limit_is_skipped_with_the_reason() {
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    let huge = Estimate {
+        prompt_tokens: 5_000,
+        completion_cap: None,
+    };
+    let denial = f
+        .ledger
+        .reserve(&f.plan("small"), &huge)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        denial
+            .to_string()
+            .contains("needs about 5512 tokens, more than the tpm limit"),
+        "{denial}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_cools_the_model_until_the_stated_reset() {
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    let big = f.plan("big");
+    let small = f.plan("small");
+    let headers = RateHeaders::parse([("retry-after", "7")], f.clock.now_ms());
+    let r = f.ledger.reserve(&big, &small_request()).await.unwrap();
+    r.settle(Outcome::RateLimited, &headers).await;
+    let denial = f
+        .ledger
+        .reserve(&big, &small_request())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(denial.retry_at(), Some(f.clock.now_ms() + 7_000));
+    assert!(
+        denial
+            .to_string()
+            .contains("free/big-1 is cooling down after a 429"),
+        "{denial}"
+    );
+    // Another model of the same provider is not affected.
+    assert!(f.ledger.reserve(&small, &small_request()).await.is_ok());
+    f.clock.advance(7_000);
+    assert!(f.ledger.reserve(&big, &small_request()).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_429_without_headers_backs_off_exponentially_and_bounded() {
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    let big = f.plan("big");
+    let none = RateHeaders::default();
+    let mut waits = Vec::new();
+    for _ in 0..12 {
+        let r = f.ledger.reserve(&big, &small_request()).await.unwrap();
+        r.settle(Outcome::RateLimited, &none).await;
+        let until = f
+            .ledger
+            .reserve(&big, &small_request())
+            .await
+            .err()
+            .unwrap()
+            .retry_at()
+            .unwrap();
+        waits.push(until - f.clock.now_ms());
+        f.clock.set(until + 60 * SECOND_MS);
+    }
+    assert_eq!(&waits[..4], &[1_000, 2_000, 4_000, 8_000]);
+    assert_eq!(*waits.last().unwrap(), MAX_BACKOFF_MS);
+    // A success resets the streak.
+    let r = f.ledger.reserve(&big, &small_request()).await.unwrap();
+    r.settle(served(1, 1), &none).await;
+    let r = f.ledger.reserve(&big, &small_request()).await.unwrap();
+    r.settle(Outcome::RateLimited, &none).await;
+    let until = f
+        .ledger
+        .reserve(&big, &small_request())
+        .await
+        .err()
+        .unwrap()
+        .retry_at()
+        .unwrap();
+    assert_eq!(until - f.clock.now_ms(), 1_000);
+}
+
+#[tokio::test]
+async fn a_spent_credit_cools_the_provider_until_next_month() {
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    let priced = f.plan("priced");
+    let none = RateHeaders::default();
+    // $0.01 at $1000/Mtok is 10 tokens; 6 + 4 fit, and the next is refused.
+    let tiny = Estimate {
+        prompt_tokens: 6,
+        completion_cap: Some(4),
+    };
+    let r = f.ledger.reserve(&priced, &tiny).await.unwrap();
+    r.settle(served(6, 4), &none).await;
+    assert!(matches!(
+        f.ledger.reserve(&priced, &tiny).await,
+        Err(Denial::Full {
+            window: "credit_usd",
+            ..
+        })
+    ));
+    // The provider itself says the credit is gone (402) before we think so.
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    let priced = f.plan("priced");
+    let r = f.ledger.reserve(&priced, &tiny).await.unwrap();
+    r.settle(Outcome::QuotaExhausted, &none).await;
+    let denial = f.ledger.reserve(&priced, &tiny).await.err().unwrap();
+    assert_eq!(denial.retry_at(), Some(utc(2026, 12, 1, 0, 0)));
+}
+
+#[tokio::test]
+async fn headers_correct_the_count() {
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    let small = f.plan("small");
+    // Someone else spends this key too: the provider says 1 of 5 remains today.
+    let headers = RateHeaders::parse(
+        [
+            ("x-ratelimit-limit-requests", "5"),
+            ("x-ratelimit-remaining-requests", "1"),
+            ("x-ratelimit-reset-requests", "11h59m"),
+        ],
+        f.clock.now_ms(),
+    );
+    let r = f.ledger.reserve(&small, &small_request()).await.unwrap();
+    r.settle(served(1, 1), &headers).await;
+    let r = f.ledger.reserve(&small, &small_request()).await.unwrap();
+    r.settle(served(1, 1), &RateHeaders::default()).await;
+    assert!(matches!(
+        f.ledger.reserve(&small, &small_request()).await,
+        Err(Denial::Full { window: "rpd", .. })
+    ));
+}
+
+#[tokio::test]
+async fn counts_survive_a_restart_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(utc(2026, 11, 25, 12, 0));
+    {
+        let f = fixture(
+            Backend::Store(store::Store::open(dir.path()).unwrap()),
+            clock.clone(),
+        );
+        let small = f.plan("small");
+        for _ in 0..3 {
+            let r = f.ledger.reserve(&small, &small_request()).await.unwrap();
+            r.settle(served(10, 10), &RateHeaders::default()).await;
+        }
+        f.ledger.flush().await;
+    }
+    clock.advance(2 * MINUTE_MS);
+    let f = fixture(
+        Backend::Store(store::Store::open(dir.path()).unwrap()),
+        clock.clone(),
+    );
+    let small = f.plan("small");
+    for _ in 0..2 {
+        let r = f.ledger.reserve(&small, &small_request()).await.unwrap();
+        r.settle(served(10, 10), &RateHeaders::default()).await;
+    }
+    assert!(matches!(
+        f.ledger.reserve(&small, &small_request()).await,
+        Err(Denial::Full { window: "rpd", .. })
+    ));
+    // The next day starts fresh.
+    clock.set(utc(2026, 11, 26, 0, 0));
+    assert!(f.ledger.reserve(&small, &small_request()).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_unsettled_reservation_stays_counted() {
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    let small = f.plan("small");
+    drop(f.ledger.reserve(&small, &small_request()).await.unwrap());
+    let report = f.ledger.report().await;
+    let rpd = report.quotas.iter().find(|r| r.window == "rpd").unwrap();
+    assert_eq!(rpd.used, Some(1.0));
+    let table = report.table();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("free") && l.contains("small-1") && l.contains("rpd")),
+        "{table}"
+    );
+    assert!(!table.contains("sk-test"));
+}

@@ -1,0 +1,17 @@
+//! Tollgate: one OpenAI-compatible endpoint in front of many LLM providers,
+//! free tiers first.
+//!
+//! The binary (`main.rs`) is a thin command line over these modules; they are
+//! a library so benchmarks and simulations can drive the real router and
+//! ledger with an injected clock.
+
+pub mod api;
+pub mod config;
+pub mod env;
+pub mod ledger;
+pub mod plugins;
+pub mod redact;
+pub mod report;
+pub mod router;
+pub mod server;
+pub mod upstream;
