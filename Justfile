@@ -20,6 +20,11 @@ check:
 plugins:
     cargo build --release --target wasm32-wasip2 -p tollgate-plugin-openai -p tollgate-fixture-faulty --target-dir target/plugins
 
+# A simulated day of traffic against mocks enforcing the free-tier limits
+# (the README's quota table). Exits non-zero on any 429 or wasted free request.
+simday:
+    cargo bench -p tollgate --bench simday
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check

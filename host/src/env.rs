@@ -28,7 +28,7 @@ impl Env {
         Ok(Env { vars })
     }
 
-    #[cfg(test)]
+    /// An environment of just these pairs (tests, simulations).
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
         Env {
             vars: pairs

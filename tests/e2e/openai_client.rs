@@ -1,6 +1,7 @@
 //! The official OpenAI Python client against the real gateway: what users
 //! actually point at Tollgate. Runs when `python3 -c "import openai"` works
-//! (CI installs it); otherwise it says so and passes.
+//! (CI installs it); otherwise it says so and passes, except under CI, where
+//! a missing client fails the test.
 
 use crate::support::gateway::Setup;
 use crate::support::mock::{Behavior, Mock};
@@ -17,6 +18,10 @@ fn openai_available() -> bool {
 #[tokio::test]
 async fn the_official_openai_client_works_against_tollgate() {
     if !openai_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the `openai` Python package"
+        );
         eprintln!("SKIPPED: the `openai` Python package is not installed (pip install openai)");
         return;
     }

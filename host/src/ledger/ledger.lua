@@ -2,8 +2,8 @@
 --
 -- The same windows as host/src/ledger/window.rs, kept in Redis so several
 -- gateways on one set of provider keys respect one set of limits:
---   sliding  - a hash of slot start (ms) -> amount; a slot is forgotten a
---              whole period after it ends
+--   sliding  - a hash of instant (ms) -> amount, each forgotten a whole
+--              period later; past 4096 entries the oldest merges forward
 --   bucket   - a hash {level, at}; the level drains at limit/period per ms
 --   calendar - a counter per period (its start is in the key), expiring at
 --              the period's end or at the reset the provider stated
@@ -15,13 +15,14 @@ local function num(x)
   return string.format('%.0f', x)
 end
 
+local MAX_ENTRIES = 4096
+
 local function sliding_read(key, now, period)
-  local slot = period / 60
   local all = redis.call('HGETALL', key)
   local used, slots = 0, {}
   for i = 1, #all, 2 do
     local start = tonumber(all[i])
-    if start + slot + period <= now then
+    if start + period <= now then
       redis.call('HDEL', key, all[i])
     else
       local amount = tonumber(all[i + 1])
@@ -51,7 +52,7 @@ local function read(key, kind, now, limit, period, needed)
     for _, s in ipairs(slots) do
       freed = freed + s[2]
       if freed >= needed then
-        frees = s[1] + period / 60 + period
+        frees = s[1] + period
         break
       end
     end
@@ -72,15 +73,24 @@ end
 local function add(key, key_at, kind, now, at, limit, period, delta)
   if delta == 0 then return end
   if kind == 'sliding' then
-    local slot = period / 60
-    local at_slot = num(at - at % slot)
-    local current = tonumber(redis.call('HGET', key, at_slot))
-    if current then
-      redis.call('HSET', key, at_slot, num(math.max(0, current + delta)))
-    elseif delta > 0 then
-      redis.call('HINCRBY', key, num(now - now % slot), num(delta))
+    -- Merges only move amounts later: what was counted at `at` is in the
+    -- first entry at or after it, unless it has expired.
+    local used, slots = sliding_read(key, now, period)
+    local target = nil
+    for _, s in ipairs(slots) do
+      if s[1] >= at then target = s break end
     end
-    redis.call('PEXPIRE', key, num(2 * period + slot))
+    local live = at + period > now
+    if target and live and (delta < 0 or target[1] == at) then
+      redis.call('HSET', key, num(target[1]), num(math.max(0, target[2] + delta)))
+    elseif delta > 0 then
+      redis.call('HINCRBY', key, num(now), num(delta))
+      if #slots >= MAX_ENTRIES then
+        redis.call('HDEL', key, num(slots[1][1]))
+        redis.call('HINCRBY', key, num(slots[2][1]), num(slots[1][2]))
+      end
+    end
+    redis.call('PEXPIRE', key, num(2 * period))
   elseif kind == 'bucket' then
     local level = bucket_level(key, now, limit, period)
     redis.call('HSET', key, 'level', tostring(math.max(0, level + delta)), 'at', num(now))
@@ -116,7 +126,8 @@ local now = tonumber(ARGV[2])
 
 if op == 'reserve' then
   -- KEYS: provider cooldown, model cooldown, then one key per window.
-  -- ARGV: op, now, then per window: kind, limit, period (end, for calendar), amount.
+  -- ARGV: op, now, then per window: kind, limit, period (end, for calendar),
+  -- amount to count, amount that must fit.
   for i = 1, 2 do
     local v = redis.call('HMGET', KEYS[i], 'until', 'cause')
     local untl = tonumber(v[1]) or 0
@@ -124,20 +135,20 @@ if op == 'reserve' then
   end
   local windows = #KEYS - 2
   for w = 1, windows do
-    local a = 2 + (w - 1) * 4
-    local kind, limit, period, amount = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+    local a = 2 + (w - 1) * 5
+    local kind, limit, period, admit = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 5])
     local used, frees = read(KEYS[2 + w], kind, now, limit, period, 0)
-    if used + amount > limit then
-      if amount > limit then
+    if used + admit > limit then
+      if admit > limit then
         frees = -1
       else
-        used, frees = read(KEYS[2 + w], kind, now, limit, period, used + amount - limit)
+        used, frees = read(KEYS[2 + w], kind, now, limit, period, used + admit - limit)
       end
       return {2, w, num(used), num(frees)}
     end
   end
   for w = 1, windows do
-    local a = 2 + (w - 1) * 4
+    local a = 2 + (w - 1) * 5
     add(KEYS[2 + w], KEYS[2 + w], ARGV[a + 1], now, now, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]))
   end
   return {0}

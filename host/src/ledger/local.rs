@@ -32,7 +32,7 @@ pub fn reserve(plan: &Plan, now: u64, amounts: Amounts) -> Result<(), Denial> {
         (&*plan.model, &mut *model),
     ] {
         for window in &mut state.windows {
-            let needed = amounts.of(window.rule.metric);
+            let needed = amounts.admit(window.rule.metric);
             if let Err(full) = window.check(now, needed) {
                 return Err(Denial::Full {
                     scope: scope.label(),

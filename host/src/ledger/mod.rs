@@ -68,20 +68,39 @@ impl Backend {
 }
 
 /// One request's worth of each metric.
+///
+/// A request is *admitted* on what a provider can know when it arrives (the
+/// prompt, plus `max_tokens` when the client sets one), which is how OpenAI
+/// and Groq check token limits, so a free candidate is never skipped for a
+/// reply length nobody asked for. It is *reserved* at the full estimate (a
+/// default reply length when none was set) until the real usage replaces it,
+/// so concurrent requests do not all spend the same headroom.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Amounts {
     pub requests: u64,
     pub tokens: u64,
     /// Millionths of a dollar.
     pub credit: u64,
+    pub admit_tokens: u64,
+    pub admit_credit: u64,
 }
 
 impl Amounts {
+    /// What is counted.
     pub fn of(&self, metric: Metric) -> u64 {
         match metric {
             Metric::Requests => self.requests,
             Metric::Tokens => self.tokens,
             Metric::Credit => self.credit,
+        }
+    }
+
+    /// What must fit for the request to be sent.
+    pub fn admit(&self, metric: Metric) -> u64 {
+        match metric {
+            Metric::Requests => self.requests,
+            Metric::Tokens => self.admit_tokens,
+            Metric::Credit => self.admit_credit,
         }
     }
 }
@@ -320,13 +339,18 @@ impl Ledger {
     ) -> Result<Reservation, Denial> {
         let now = self.now();
         let (prompt, completion) = estimate.tokens(plan.completion_estimate);
+        let capped = estimate.completion_cap.unwrap_or(0);
+        let cost = |completion| {
+            plan.price
+                .as_ref()
+                .map_or(0, |p| p.micro_usd(prompt, completion))
+        };
         let amounts = Amounts {
             requests: 1,
             tokens: prompt + completion,
-            credit: plan
-                .price
-                .as_ref()
-                .map_or(0, |p| p.micro_usd(prompt, completion)),
+            credit: cost(completion),
+            admit_tokens: prompt + capped,
+            admit_credit: cost(capped),
         };
         match &self.backend {
             Backend::Redis(shared) => shared.reserve(plan, now, amounts).await?,
@@ -467,6 +491,7 @@ fn settlement(
                 .price
                 .as_ref()
                 .map_or(0, |p| p.micro_usd(prompt, completion)),
+            ..Amounts::default()
         },
         Outcome::NotSent => Amounts::default(),
         Outcome::Failed | Outcome::RateLimited | Outcome::QuotaExhausted => failed,

@@ -76,7 +76,8 @@ impl Shared {
                 .arg(kind)
                 .arg(rule.limit)
                 .arg(period)
-                .arg(amounts.of(rule.metric));
+                .arg(amounts.of(rule.metric))
+                .arg(amounts.admit(rule.metric));
         }
         let answer: Vec<redis::Value> =
             match invocation.invoke_async(&mut self.connection.clone()).await {
@@ -108,7 +109,7 @@ impl Shared {
                     scope: scope.label(),
                     window: rule.name,
                     metric: rule.metric,
-                    needed: amounts.of(rule.metric),
+                    needed: amounts.admit(rule.metric),
                     full: Full {
                         used: int(2),
                         limit: rule.limit,

@@ -157,7 +157,7 @@ async fn a_request_larger_than_the_limit_is_skipped_with_the_reason() {
     assert!(
         denial
             .to_string()
-            .contains("needs about 5512 tokens, more than the tpm limit"),
+            .contains("needs about 5000 tokens, more than the tpm limit"),
         "{denial}"
     );
 }

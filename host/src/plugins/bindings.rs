@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use tollgate::plugin::types::{
+pub use self::tollgate::plugin::types::{
     Body, ClientRequest, Credential, Failure, FailureKind, Mode, PluginInfo, Reply, ResponseKind,
     StreamOutput, Target, UpstreamRequest, UpstreamResponse, Usage,
 };
