@@ -765,6 +765,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn quota_settings_and_limits_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "groq.yaml",
+            &GROQ.replace(
+                "limits: { rpm: 30 }",
+                "limits: { rpm: 0, credit_usd: 0.5 }\nquota: { daily_reset: \"7am\", monthly_reset_day: 31 }",
+            ),
+        );
+        let err = load(dir.path(), &[]).unwrap_err().to_string();
+        for expected in [
+            "groq.yaml: quota.daily_reset: `7am` is not a UTC time such as 00:00",
+            "groq.yaml: quota.monthly_reset_day: must be a day from 1 to 28",
+            "groq.yaml: limits: a limit of 0 would never allow a request",
+            "groq.yaml: price: a credit_usd limit needs a price for every model",
+        ] {
+            assert!(err.contains(expected), "{expected} missing from:\n{err}");
+        }
+    }
+
     /// The catalogue shipped in `providers/` loads, covers the seed's
     /// providers, gives every chat alias a chain, and orders chains free first.
     #[test]

@@ -1,29 +1,10 @@
 //! `tollgate check` and plugin loading, as a user meets them.
 
-use crate::support::gateway::{Setup, content, fragment, hello};
+use crate::support::gateway::{Setup, content, fragment, hello, run, tollgate};
 use crate::support::mock::Mock;
-use std::process::Command;
 
 fn check(dir: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("check")
-        .arg("--config")
-        .arg(dir.join("providers"))
-        .arg("--plugins")
-        .arg(dir.join("plugins"))
-        .arg("--data")
-        .arg(dir.join("data"))
-        .current_dir(dir)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    run(tollgate("check", dir).envs(env.iter().copied()))
 }
 
 #[test]

@@ -12,6 +12,8 @@ use super::window::{Full, Refill, Rule, calendar_end, calendar_start};
 use super::{Amounts, Cool, Denial, FIRST_BACKOFF_MS, LedgerError, MAX_BACKOFF_MS, Settlement};
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const SCRIPT: &str = include_str!("ledger.lua");
 
@@ -21,6 +23,9 @@ pub struct Shared {
     connection: ConnectionManager,
     script: Arc<redis::Script>,
     prefix: String,
+    /// When an outage was last logged (Unix seconds), so a Redis that stays
+    /// down is reported every ten seconds rather than on every request.
+    last_warning: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -39,7 +44,23 @@ impl Shared {
             connection,
             script: Arc::new(redis::Script::new(SCRIPT)),
             prefix: "tollgate:ledger:".into(),
+            last_warning: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    fn warn(&self, what: &str, error: &redis::RedisError) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!("the Redis ledger is unreachable; {what}: {error}");
+        }
     }
 
     fn cooldown_key(&self, scope: &Scope) -> String {
@@ -173,7 +194,7 @@ impl Shared {
             .invoke_async::<redis::Value>(&mut self.connection.clone())
             .await
         {
-            tracing::warn!("could not settle a request in the Redis ledger: {e}");
+            self.warn("a request went uncounted", &e);
         }
     }
 

@@ -139,20 +139,39 @@ impl Setup {
     }
 }
 
-/// Starts `tollgate serve` on the folder's providers/, plugins/ and data/,
-/// and waits for it to say where it listens.
-fn spawn(dir: &std::path::Path, env: &[(String, String)]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("serve")
+/// `tollgate VERB` on the folder's providers/, plugins/ and data/, run from
+/// that folder with an empty environment.
+pub fn tollgate(verb: &str, dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    command
+        .arg(verb)
         .arg("--config")
         .arg(dir.join("providers"))
         .arg("--plugins")
         .arg(dir.join("plugins"))
         .arg("--data")
         .arg(dir.join("data"))
-        .args(["--listen", "127.0.0.1:0"])
         .current_dir(dir)
-        .env_clear()
+        .env_clear();
+    command
+}
+
+/// Runs a command to completion: whether it succeeded, and all it printed.
+pub fn run(command: &mut Command) -> (bool, String) {
+    let output = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Starts `tollgate serve` on the folder's providers/, plugins/ and data/,
+/// and waits for it to say where it listens.
+fn spawn(dir: &std::path::Path, env: &[(String, String)]) -> (Child, String) {
+    let mut child = tollgate("serve", dir)
+        .args(["--listen", "127.0.0.1:0"])
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TOLLGATE_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k, v)))
