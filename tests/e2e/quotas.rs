@@ -505,3 +505,32 @@ async fn a_402_cools_the_whole_provider_until_its_credit_renews() {
         "cools down to the 1st of next month: {until}"
     );
 }
+
+#[tokio::test]
+async fn a_redis_outage_serves_unmetered_and_reports_the_error() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let first = Mock::start("first").await;
+    let second = Mock::start("second").await;
+    let gateway = shared_setup(&first, &second, &redis).start();
+    assert_eq!(gateway.chat(hello("first-chat")).await.status, 200);
+    redis.child.kill().unwrap();
+    redis.child.wait().unwrap();
+    let started = Instant::now();
+    let reply = gateway.chat(hello("first-chat")).await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(
+        took < Duration::from_secs(2),
+        "an outage cost a request {took:?}"
+    );
+    assert_eq!(reply.header("x-tollgate-provider"), Some("first-chat"));
+    let report = gateway.get("/admin/quotas").await.json();
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Redis")),
+        "{report}"
+    );
+}

@@ -10,12 +10,15 @@ use super::plan::{Level, Plan, Scope};
 use super::report::Row;
 use super::window::{Full, Refill, Rule, calendar_end, calendar_start};
 use super::{Amounts, Cool, Denial, FIRST_BACKOFF_MS, LedgerError, MAX_BACKOFF_MS, Settlement};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SCRIPT: &str = include_str!("ledger.lua");
+
+/// The longest a request waits on Redis before going on unmetered.
+const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Connection and script for the shared ledger.
 #[derive(Clone)]
@@ -33,9 +36,16 @@ impl Shared {
     /// not there at startup.
     pub async fn connect(url: &str) -> Result<Shared, LedgerError> {
         let client = redis::Client::open(url).map_err(|e| LedgerError::Redis(e.to_string()))?;
+        // Short timeouts and one retry: an outage must cost a request half a
+        // second at most, while the manager reconnects in the background.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CALL_TIMEOUT))
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
         let connection = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            ConnectionManager::new(client),
+            Duration::from_secs(5),
+            ConnectionManager::new_with_config(client, config),
         )
         .await
         .map_err(|_| LedgerError::Redis(format!("no answer from {} in 5 s", redact_url(url))))?
@@ -46,6 +56,17 @@ impl Shared {
             prefix: "tollgate:ledger:".into(),
             last_warning: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Runs the script, giving up after [`CALL_TIMEOUT`].
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, redis::RedisError> {
+        let mut connection = self.connection.clone();
+        tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut connection))
+            .await
+            .unwrap_or_else(|_| Err((redis::ErrorKind::Io, "no answer within 500 ms").into()))
     }
 
     fn warn(&self, what: &str, error: &redis::RedisError) {
@@ -100,14 +121,13 @@ impl Shared {
                 .arg(amounts.of(rule.metric))
                 .arg(amounts.admit(rule.metric));
         }
-        let answer: Vec<redis::Value> =
-            match invocation.invoke_async(&mut self.connection.clone()).await {
-                Ok(answer) => answer,
-                Err(e) => {
-                    tracing::warn!("the Redis ledger is unreachable; serving unmetered: {e}");
-                    return Ok(());
-                }
-            };
+        let answer: Vec<redis::Value> = match self.call(&invocation).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::warn!("the Redis ledger is unreachable; serving unmetered: {e}");
+                return Ok(());
+            }
+        };
         let int = |i: usize| -> u64 { answer.get(i).and_then(as_u64).unwrap_or(0) };
         match int(0) {
             1 => {
@@ -190,10 +210,7 @@ impl Shared {
                     .arg(sync.and_then(|s| s.reset_in_ms).map_or(-1, |r| r as i64));
             }
         }
-        if let Err(e) = invocation
-            .invoke_async::<redis::Value>(&mut self.connection.clone())
-            .await
-        {
+        if let Err(e) = self.call::<redis::Value>(&invocation).await {
             self.warn("a request went uncounted", &e);
         }
     }
@@ -211,8 +228,8 @@ impl Shared {
                 let (kind, period) = shape(rule, now);
                 invocation.arg(kind).arg(rule.limit).arg(period);
             }
-            let answer: Vec<redis::Value> = invocation
-                .invoke_async(&mut self.connection.clone())
+            let answer: Vec<redis::Value> = self
+                .call(&invocation)
                 .await
                 .map_err(|e| LedgerError::Redis(e.to_string()))?;
             let until = answer.first().and_then(as_u64).unwrap_or(0);
