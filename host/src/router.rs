@@ -20,7 +20,7 @@ use crate::config::{Catalog, Model};
 use crate::ledger::estimate::Estimate;
 use crate::ledger::headers::RateHeaders;
 use crate::ledger::plan::Plan;
-use crate::ledger::{Ledger, Outcome, Reservation};
+use crate::ledger::{Denial, Ledger, Outcome, Reservation};
 use crate::plugins::bindings::{
     self, ClientRequest, FailureKind, ResponseKind, Target, UpstreamResponse,
 };
@@ -58,10 +58,36 @@ struct Note {
     model: Arc<Model>,
     reason: String,
     kind: FailureKind,
-    /// Skipped by the ledger: no request was sent.
+    /// Skipped by the ledger, no request sent: the window that was full,
+    /// or `cooldown` (for the `x-tollgate-skipped` header).
     skipped: Option<&'static str>,
     /// When it may have room again (ms), if known.
     retry_at: Option<u64>,
+}
+
+impl Note {
+    fn skipped(model: &Arc<Model>, denial: &Denial) -> Self {
+        Note {
+            model: model.clone(),
+            reason: denial.to_string(),
+            kind: FailureKind::RateLimited,
+            skipped: Some(match denial {
+                Denial::Full { window, .. } => window,
+                Denial::Cooling { .. } => "cooldown",
+            }),
+            retry_at: denial.retry_at(),
+        }
+    }
+
+    fn failed(model: &Arc<Model>, reason: String, kind: FailureKind) -> Self {
+        Note {
+            model: model.clone(),
+            reason,
+            kind,
+            skipped: None,
+            retry_at: None,
+        }
+    }
 }
 
 /// The ledger's side of one attempt, settled exactly once however the
@@ -178,13 +204,7 @@ impl Gateway {
                 Ok(reservation) => reservation,
                 Err(denial) => {
                     tracing::debug!(alias = %model.alias, "{denial}");
-                    notes.push(Note {
-                        model: model.clone(),
-                        reason: denial.to_string(),
-                        kind: FailureKind::RateLimited,
-                        skipped: Some(denial_tag(&denial)),
-                        retry_at: denial.retry_at(),
-                    });
+                    notes.push(Note::skipped(model, &denial));
                     continue;
                 }
             };
@@ -205,13 +225,7 @@ impl Gateway {
                 Err(Failed::Next { reason, kind }) => {
                     let reason = self.redactor.scrub(&reason);
                     tracing::warn!(alias = %model.alias, provider = %model.provider.name, "attempt failed: {reason}");
-                    notes.push(Note {
-                        model: model.clone(),
-                        reason,
-                        kind,
-                        skipped: None,
-                        retry_at: None,
-                    });
+                    notes.push(Note::failed(model, reason, kind));
                 }
             }
         }
@@ -547,14 +561,6 @@ fn outcome_of(failed: &Failed, sent: bool) -> Outcome {
             ..
         } => Outcome::QuotaExhausted,
         _ => Outcome::Failed,
-    }
-}
-
-/// A short tag for the skipped header: the window name, or `cooldown`.
-fn denial_tag(denial: &crate::ledger::Denial) -> &'static str {
-    match denial {
-        crate::ledger::Denial::Full { window, .. } => window,
-        crate::ledger::Denial::Cooling { .. } => "cooldown",
     }
 }
 
