@@ -121,7 +121,20 @@ async fn a_request_too_big_for_the_token_limit_skips_with_the_reason() {
 
 #[tokio::test]
 async fn rate_limit_headers_correct_the_ledger() {
-    let (first, _second, setup) = limited_pair("limits: { rpd: 100 }").await;
+    headers_correct_the_ledger(None).await;
+}
+
+#[tokio::test]
+async fn rate_limit_headers_correct_the_shared_ledger() {
+    let Some(redis) = Redis::start() else { return };
+    headers_correct_the_ledger(Some(&redis.url)).await;
+}
+
+async fn headers_correct_the_ledger(ledger: Option<&str>) {
+    let (first, _second, mut setup) = limited_pair("limits: { rpd: 100 }").await;
+    if let Some(url) = ledger {
+        setup = setup.env("TOLLGATE_LEDGER", url);
+    }
     // Another app spent this key: the provider says nothing remains for 30 s.
     first.set(Behavior::OkWithHeaders(vec![
         ("x-ratelimit-limit-requests".into(), "100".into()),
@@ -424,7 +437,10 @@ async fn two_gateways_sharing_redis_respect_one_limit() {
         let report = gateway.get("/admin/quotas").await.json();
         assert_eq!(report["backend"], "redis");
         assert_eq!(quota(&report, "f1", "rpm")["used"].as_f64(), Some(5.0));
-        assert_eq!(quota(&report, "f1", "rpd")["used"].as_f64(), Some(5.0));
+        let rpd = quota(&report, "f1", "rpd");
+        assert_eq!(rpd["used"].as_f64(), Some(5.0));
+        let resets = rpd["resets_at"].as_str().unwrap();
+        assert!(resets.ends_with("T00:00:00Z"), "{resets}");
     }
 
     // A cooldown learned by one gateway holds for the other.

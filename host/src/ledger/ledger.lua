@@ -62,9 +62,11 @@ local function read(key, kind, now, limit, period, needed)
     return math.ceil(level - 1e-9), now + math.ceil(needed * period / limit)
   else
     local used = tonumber(redis.call('GET', key)) or 0
+    -- A key expiring well before the period's end carries a reset the
+    -- provider stated; otherwise the period's end is exact.
     local ttl = redis.call('PTTL', key)
     local frees = period
-    if ttl > 0 then frees = now + ttl end
+    if ttl > 0 and now + ttl < period - 1000 then frees = now + ttl end
     return used, frees
   end
 end
@@ -171,7 +173,9 @@ elseif op == 'settle' then
     add(key, key_at, kind, now, at, limit, period, delta)
     if remaining >= 0 then sync(key, kind, now, limit, period, remaining, reset) end
   end
-  if success then redis.call('HSET', KEYS[2], 'streak', '0') end
+  if success and redis.call('HEXISTS', KEYS[2], 'streak') == 1 then
+    redis.call('HSET', KEYS[2], 'streak', '0')
+  end
   if level > 0 then
     local key = KEYS[level]
     if untl == 0 then
