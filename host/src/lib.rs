@@ -5,12 +5,14 @@
 //! a library so benchmarks and simulations can drive the real router and
 //! ledger with an injected clock.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod env;
 pub mod ledger;
 pub mod plugins;
 pub mod redact;
+pub mod reload;
 pub mod report;
 pub mod router;
 pub mod server;

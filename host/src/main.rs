@@ -14,7 +14,7 @@ use tollgate::ledger::report::QuotaReport;
 use tollgate::ledger::store::Store;
 use tollgate::ledger::{Backend, Ledger};
 use tollgate::plugins::{PluginRuntime, engine::Limits};
-use tollgate::{env, report, router, server};
+use tollgate::{env, reload, report, router, server};
 
 #[derive(Parser)]
 #[command(
@@ -189,6 +189,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
     ledger.spawn_saver(Duration::from_millis(500));
     let gateway = router::Gateway::new(catalog, plugins, ledger.clone())?;
     let state = Arc::new(server::AppState::new(gateway, master_key));
+    let watched = reload::Watched {
+        config: args.sources.config.clone(),
+        plugins: args.sources.plugins.clone(),
+    };
+    // Kept alive for as long as the gateway serves.
+    let _watcher = match reload::watch(state.clone(), watched) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch the config and plugins folders ({e}); changes need a restart"
+            );
+            None
+        }
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -1,10 +1,13 @@
 //! The HTTP front door: routes, client authentication, body limits, parsing.
 
+use crate::admin;
 use crate::api::{ApiError, Body, json_response};
 use crate::config::Secret;
 use crate::ledger::estimate::{Estimate, Messages, TextSize};
 use crate::plugins::bindings::{ClientRequest, Mode};
+use crate::reload::ReloadStatus;
 use crate::router::Gateway;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -17,7 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -34,20 +37,48 @@ const NOT_YET_SERVED: &[&str] = &[
     "/v1/images/generations",
 ];
 
-pub struct AppState {
+/// One generation of catalogue and plugins. A request takes the current
+/// one when it starts and keeps it to the end, so a reload never changes
+/// the ground under a request in flight.
+pub struct Generation {
     pub gateway: Gateway,
-    pub master_key: Option<Secret>,
     models_json: Bytes,
+}
+
+impl Generation {
+    fn new(gateway: Gateway) -> Self {
+        let models_json = models_body(&gateway);
+        Generation {
+            gateway,
+            models_json,
+        }
+    }
+}
+
+pub struct AppState {
+    current: ArcSwap<Generation>,
+    pub master_key: Option<Secret>,
+    /// What the last reloads found wrong, for `/admin/plugins`.
+    pub reloads: Mutex<ReloadStatus>,
 }
 
 impl AppState {
     pub fn new(gateway: Gateway, master_key: Option<Secret>) -> Self {
-        let models_json = models_body(&gateway);
+        let reloads = ReloadStatus::started(&gateway);
         AppState {
-            gateway,
+            current: ArcSwap::from_pointee(Generation::new(gateway)),
             master_key,
-            models_json,
+            reloads: Mutex::new(reloads),
         }
+    }
+
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// Puts a new generation in service; requests in flight finish on theirs.
+    pub fn install(&self, gateway: Gateway) {
+        self.current.store(Arc::new(Generation::new(gateway)));
     }
 }
 
@@ -139,11 +170,15 @@ async fn route(
     if !authorized(state, &request) {
         return ApiError::unauthorized().into_response();
     }
+    let generation = state.current();
     match (method, path) {
-        (&Method::GET, "/v1/models") => json_response(StatusCode::OK, state.models_json.clone()),
-        (&Method::GET, "/admin/quotas") => quotas(state).await,
-        (&Method::POST, "/v1/chat/completions") => chat(state, request).await,
-        (_, "/v1/models" | "/v1/chat/completions" | "/admin/quotas") => {
+        (&Method::GET, "/v1/models") => {
+            json_response(StatusCode::OK, generation.models_json.clone())
+        }
+        (&Method::GET, "/admin/quotas") => admin::quotas(&generation.gateway).await,
+        (&Method::GET, "/admin/plugins") => admin::plugins(state, &generation),
+        (&Method::POST, "/v1/chat/completions") => chat(&generation.gateway, request).await,
+        (_, "/v1/models" | "/v1/chat/completions" | "/admin/quotas" | "/admin/plugins") => {
             ApiError::method_not_allowed(method.as_str(), path).into_response()
         }
         (_, p) if NOT_YET_SERVED.contains(&p) => ApiError::new(
@@ -215,22 +250,7 @@ impl ChatEnvelope {
     }
 }
 
-/// The quota ledger, for operators.
-async fn quotas(state: &AppState) -> Response<Body> {
-    let report = state.gateway.ledger.report().await;
-    match serde_json::to_vec(&report) {
-        Ok(body) => json_response(StatusCode::OK, body),
-        Err(e) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "report_failed",
-            format!("could not encode the quota report: {e}"),
-        )
-        .into_response(),
-    }
-}
-
-async fn chat(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+async fn chat(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
     let body = match read_body(request).await {
         Ok(body) => body,
         Err(error) => return error.into_response(),
@@ -248,10 +268,7 @@ async fn chat(state: &AppState, request: Request<Incoming>) -> Response<Body> {
         uploads: Vec::new(),
     };
     let estimate = envelope.estimate();
-    state
-        .gateway
-        .serve(&envelope.model, request, estimate)
-        .await
+    gateway.serve(&envelope.model, request, estimate).await
 }
 
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {

@@ -12,5 +12,6 @@ mod cli;
 mod fallback;
 mod openai_client;
 mod quotas;
+mod reload;
 mod sandbox;
 mod streaming;

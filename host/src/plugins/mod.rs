@@ -7,6 +7,13 @@
 //! comes from the pooling allocator in a few microseconds and is dropped when
 //! the attempt ends; a semaphore keeps requests from asking the pool for more
 //! slots than it has.
+//!
+//! A [`PluginRuntime`] is one generation of plugins. A reload builds the next
+//! generation on the same [`PluginHost`] (engine, linker, instance slots):
+//! files whose digest is unchanged are reused as they are, and a file that
+//! fails to load leaves its previous version in service, with the error
+//! recorded. Requests hold the generation they started with, so a swap never
+//! disturbs one in flight.
 
 pub mod bindings;
 mod bundled;
@@ -38,6 +45,10 @@ pub struct LoadedAdapter {
     pub source: PluginSource,
     pub digest: String,
     pub info: PluginInfo,
+    /// The version of the WIT package the plugin was built against.
+    pub wit_version: String,
+    /// When this version was loaded (Unix ms).
+    pub loaded_at: u64,
     pre: AdapterPluginPre<Sandbox>,
 }
 
@@ -68,20 +79,32 @@ impl PluginError {
     }
 }
 
-/// A plugin that failed to load, kept for `tollgate check` and the logs.
+/// A plugin that failed to load, kept for `tollgate check`, `/admin/plugins`
+/// and the logs.
 #[derive(Debug, Clone)]
 pub struct LoadFailure {
     pub name: String,
     pub source: PluginSource,
     pub error: String,
+    /// Whether an earlier version of it stays in service.
+    pub kept_previous: bool,
 }
 
-pub struct PluginRuntime {
+/// What every generation of plugins shares.
+pub struct PluginHost {
     engine: Engine,
     linker: Linker<Sandbox>,
     limits: engine::Limits,
     slots: Arc<Semaphore>,
+    cache_dir: Option<PathBuf>,
+}
+
+/// One generation of loaded plugins.
+pub struct PluginRuntime {
+    host: Arc<PluginHost>,
     adapters: BTreeMap<String, Arc<LoadedAdapter>>,
+    /// Bundled adapters a file overrides, kept to be reused when it goes.
+    bundled_shadowed: Vec<Arc<LoadedAdapter>>,
     failures: Vec<LoadFailure>,
 }
 
@@ -95,42 +118,54 @@ impl PluginRuntime {
         plugins_dir: Option<&Path>,
         cache_dir: Option<PathBuf>,
     ) -> Result<Self> {
-        let engine = engine::build(&limits)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI")?;
-        bindings::AdapterPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking the tollgate host interface")?;
-        let slots = Arc::new(Semaphore::new(limits.max_instances as usize));
+        let host = Arc::new(PluginHost::new(limits, cache_dir)?);
+        Self::generation(host, plugins_dir, None).await
+    }
+
+    /// The next generation from the plugins folder as it is now: unchanged
+    /// files are reused, changed ones compiled (off the request path), and a
+    /// file that fails keeps its previous version in service.
+    pub async fn reload(&self, plugins_dir: Option<&Path>) -> Result<Self> {
+        Self::generation(self.host.clone(), plugins_dir, Some(self)).await
+    }
+
+    async fn generation(
+        host: Arc<PluginHost>,
+        plugins_dir: Option<&Path>,
+        previous: Option<&PluginRuntime>,
+    ) -> Result<Self> {
         let mut runtime = PluginRuntime {
-            engine,
-            linker,
-            limits,
-            slots,
+            host,
             adapters: BTreeMap::new(),
+            bundled_shadowed: Vec::new(),
             failures: Vec::new(),
         };
         for (name, bytes) in bundled::BUNDLED {
-            let adapter = runtime
-                .load_one(
-                    name,
-                    PluginSource::Bundled,
-                    bytes.to_vec(),
-                    cache_dir.clone(),
-                )
-                .await
-                .with_context(|| format!("bundled plugin `{name}` failed to load"))?;
+            let reused = previous.and_then(|p| p.bundled(name)).cloned();
+            let adapter = match reused {
+                Some(adapter) => adapter,
+                None => runtime
+                    .host
+                    .load_one(name, PluginSource::Bundled, bytes.to_vec())
+                    .await
+                    .with_context(|| format!("bundled plugin `{name}` failed to load"))?,
+            };
             runtime.adapters.insert(name.to_string(), adapter);
         }
         if let Some(dir) = plugins_dir {
-            runtime.load_dir(dir, cache_dir).await?;
+            runtime.load_dir(dir, previous).await?;
         }
         Ok(runtime)
     }
 
-    async fn load_dir(&mut self, dir: &Path, cache_dir: Option<PathBuf>) -> Result<()> {
+    fn bundled(&self, name: &str) -> Option<&Arc<LoadedAdapter>> {
+        self.adapters
+            .values()
+            .chain(self.bundled_shadowed.iter())
+            .find(|a| &*a.name == name && a.source == PluginSource::Bundled)
+    }
+
+    async fn load_dir(&mut self, dir: &Path, previous: Option<&PluginRuntime>) -> Result<()> {
         if !dir.exists() {
             return Ok(());
         }
@@ -145,25 +180,38 @@ impl PluginRuntime {
                 continue;
             };
             let source = PluginSource::File(path.clone());
+            // The version this file had in the previous generation, if any.
+            let earlier = previous
+                .and_then(|p| p.adapters.get(&name))
+                .filter(|a| a.source == source);
             let loaded = match std::fs::read(&path) {
-                Ok(bytes) => {
-                    self.load_one(&name, source.clone(), bytes, cache_dir.clone())
-                        .await
-                }
+                Ok(bytes) => match earlier {
+                    Some(adapter) if adapter.digest == engine::digest(&bytes) => {
+                        Ok(adapter.clone())
+                    }
+                    _ => self.host.load_one(&name, source.clone(), bytes).await,
+                },
                 Err(e) => Err(anyhow::Error::from(e).context("reading the file")),
             };
             match loaded {
                 Ok(adapter) => {
-                    tracing::info!(plugin = %name, path = %path.display(), "loaded plugin");
-                    self.adapters.insert(name, adapter);
+                    if earlier.is_none_or(|e| !Arc::ptr_eq(e, &adapter)) {
+                        tracing::info!(plugin = %name, path = %path.display(), digest = %&adapter.digest[..12], "loaded plugin");
+                    }
+                    self.replace(name, adapter);
                 }
                 Err(e) => {
                     let error = format!("{e:#}");
-                    tracing::error!(plugin = %name, path = %path.display(), "plugin rejected: {error}");
+                    let kept_previous = earlier.is_some();
+                    tracing::error!(plugin = %name, path = %path.display(), kept_previous, "plugin rejected: {error}");
+                    if let Some(earlier) = earlier {
+                        self.replace(name.clone(), earlier.clone());
+                    }
                     self.failures.push(LoadFailure {
                         name,
                         source,
                         error,
+                        kept_previous,
                     });
                 }
             }
@@ -171,22 +219,74 @@ impl PluginRuntime {
         Ok(())
     }
 
+    /// Puts `adapter` in service under `name`, remembering a bundled one it
+    /// shadows so the next generation can reuse it.
+    fn replace(&mut self, name: String, adapter: Arc<LoadedAdapter>) {
+        if let Some(old) = self.adapters.insert(name, adapter)
+            && old.source == PluginSource::Bundled
+        {
+            self.bundled_shadowed.push(old);
+        }
+    }
+
+    /// A fresh instance of `adapter` for one attempt; waits while every
+    /// instance slot is taken.
+    pub async fn session(&self, adapter: &Arc<LoadedAdapter>) -> Result<Session, PluginError> {
+        self.host.session(adapter).await
+    }
+
+    pub fn adapter(&self, name: &str) -> Option<&Arc<LoadedAdapter>> {
+        self.adapters.get(name)
+    }
+
+    pub fn adapters(&self) -> impl Iterator<Item = &Arc<LoadedAdapter>> {
+        self.adapters.values()
+    }
+
+    pub fn failures(&self) -> &[LoadFailure] {
+        &self.failures
+    }
+}
+
+impl PluginHost {
+    fn new(limits: engine::Limits, cache_dir: Option<PathBuf>) -> Result<Self> {
+        let engine = engine::build(&limits)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        bindings::AdapterPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking the tollgate host interface")?;
+        let slots = Arc::new(Semaphore::new(limits.max_instances as usize));
+        Ok(PluginHost {
+            engine,
+            linker,
+            limits,
+            slots,
+            cache_dir,
+        })
+    }
+
     async fn load_one(
         &self,
         name: &str,
         source: PluginSource,
         bytes: Vec<u8>,
-        cache_dir: Option<PathBuf>,
     ) -> Result<Arc<LoadedAdapter>> {
         let digest = engine::digest(&bytes);
         let engine = self.engine.clone();
         let key = digest.clone();
+        let cache_dir = self.cache_dir.clone();
+        // A panic in the compiler (a hostile file) ends only its blocking
+        // task; it comes back here as an error and is reported.
         let component = tokio::task::spawn_blocking(move || {
             engine::compile(&engine, &bytes, &key, cache_dir.as_deref())
         })
         .await
-        .context("the compiler thread panicked")?
+        .context("the compiler panicked on this file")?
         .context("not a valid WebAssembly component")?;
+        let wit_version = wit_version(&self.engine, &component).unwrap_or_default();
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -199,6 +299,8 @@ impl PluginRuntime {
             name: Arc::from(name),
             source,
             digest,
+            wit_version,
+            loaded_at: now_ms(),
             info: PluginInfo {
                 name: name.to_owned(),
                 version: String::new(),
@@ -245,7 +347,7 @@ impl PluginRuntime {
 
     /// A fresh instance of `adapter` for one attempt; waits while every
     /// instance slot is taken.
-    pub async fn session(&self, adapter: &Arc<LoadedAdapter>) -> Result<Session, PluginError> {
+    async fn session(&self, adapter: &Arc<LoadedAdapter>) -> Result<Session, PluginError> {
         let slot = self
             .slots
             .clone()
@@ -261,16 +363,22 @@ impl PluginRuntime {
             slot,
         ))
     }
+}
 
-    pub fn adapter(&self, name: &str) -> Option<&Arc<LoadedAdapter>> {
-        self.adapters.get(name)
-    }
+/// The version of `tollgate:plugin/adapter` a component exports, read from
+/// its export names (`tollgate:plugin/adapter@0.1.0`).
+fn wit_version(engine: &Engine, component: &wasmtime::component::Component) -> Option<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .find_map(|(name, _)| {
+            name.strip_prefix("tollgate:plugin/adapter@")
+                .map(str::to_owned)
+        })
+}
 
-    pub fn adapters(&self) -> impl Iterator<Item = &Arc<LoadedAdapter>> {
-        self.adapters.values()
-    }
-
-    pub fn failures(&self) -> &[LoadFailure] {
-        &self.failures
-    }
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

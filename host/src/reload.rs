@@ -1,0 +1,195 @@
+//! Hot reload: `providers/*.yaml`, `fallbacks.yaml` and `plugins/*.wasm`
+//! are watched, and a change puts a new generation in service within a
+//! second, without a restart and without dropping a request.
+//!
+//! The pipeline: file events are debounced (editors and `cp` write in
+//! bursts; temporary names such as `.x.swp`, `x~` or `x.tmp` are ignored, so
+//! writing a temp file and renaming it into place publishes atomically);
+//! the plugins are reloaded on the running generation's host (unchanged
+//! files reused by digest, changed ones compiled off the request path, a
+//! broken one leaving its previous version in service); the catalogue is
+//! loaded against them; and only if all of that succeeds is the new
+//! generation swapped in. Anything rejected is logged and shown by
+//! `/admin/plugins`; the previous generation keeps serving. The ledger is
+//! shared by every generation, so counts carry over.
+
+use crate::config::Catalog;
+use crate::env::Env;
+use crate::plugins::LoadFailure;
+use crate::router::Gateway;
+use crate::server::AppState;
+use notify::{EventKind, RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Quiet time after the last file event before reloading.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// What the reloads have found, for `/admin/plugins`.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    /// When the catalogue in service was loaded (Unix ms).
+    pub config_loaded_at: u64,
+    pub last_attempt_at: Option<u64>,
+    /// Why the last reload was rejected; `None` once one succeeds.
+    pub config_error: Option<String>,
+    /// Plugin files the last load rejected.
+    pub plugin_failures: Vec<LoadFailure>,
+}
+
+impl ReloadStatus {
+    pub fn started(gateway: &Gateway) -> Self {
+        ReloadStatus {
+            config_loaded_at: now_ms(),
+            plugin_failures: gateway.plugins.failures().to_vec(),
+            ..ReloadStatus::default()
+        }
+    }
+}
+
+/// The folders a gateway serves from.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub config: PathBuf,
+    pub plugins: PathBuf,
+}
+
+/// Starts watching; the returned watcher must be kept alive.
+pub fn watch(state: Arc<AppState>, watched: Watched) -> anyhow::Result<notify::RecommendedWatcher> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let relevant = matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+        ) && event.paths.iter().any(|p| watched_file(p));
+        if relevant {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&watched.config, RecursiveMode::NonRecursive)?;
+    if watched.plugins.is_dir() {
+        watcher.watch(&watched.plugins, RecursiveMode::NonRecursive)?;
+    } else {
+        tracing::info!(folder = %watched.plugins.display(), "the plugins folder does not exist; create it and restart to drop plugins in");
+    }
+    tokio::spawn(reload_on_change(state, watched, rx));
+    Ok(watcher)
+}
+
+/// A provider fragment, the fallbacks file or a plugin, by its final name.
+fn watched_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let temporary = name.starts_with('.') || name.ends_with('~');
+    let extension = path.extension().and_then(|e| e.to_str());
+    !temporary && matches!(extension, Some("yaml" | "yml" | "wasm"))
+}
+
+async fn reload_on_change(
+    state: Arc<AppState>,
+    watched: Watched,
+    mut rx: mpsc::UnboundedReceiver<()>,
+) {
+    while rx.recv().await.is_some() {
+        // Wait for the burst to end.
+        loop {
+            match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                Ok(Some(())) => continue,
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        match reload(&state, &watched).await {
+            Ok(summary) => tracing::info!("reloaded: {summary}"),
+            Err(e) => tracing::error!("reload rejected; the previous version keeps serving:\n{e}"),
+        }
+    }
+}
+
+/// Builds the next generation from the folders as they are and swaps it in.
+pub async fn reload(state: &AppState, watched: &Watched) -> Result<String, String> {
+    let result = next_generation(state, watched).await;
+    let mut status = state.reloads.lock().expect("reload status lock");
+    status.last_attempt_at = Some(now_ms());
+    match result {
+        Ok((gateway, summary)) => {
+            status.plugin_failures = gateway.plugins.failures().to_vec();
+            status.config_error = None;
+            status.config_loaded_at = now_ms();
+            state.install(gateway);
+            Ok(summary)
+        }
+        Err((error, failures)) => {
+            if let Some(failures) = failures {
+                status.plugin_failures = failures;
+            }
+            status.config_error = Some(error.clone());
+            Err(error)
+        }
+    }
+}
+
+type Rejected = (String, Option<Vec<LoadFailure>>);
+
+async fn next_generation(
+    state: &AppState,
+    watched: &Watched,
+) -> Result<(Gateway, String), Rejected> {
+    let env = Env::load(Path::new(".")).map_err(|e| (format!("{e:#}"), None))?;
+    let current = state.current();
+    let plugins = current
+        .gateway
+        .plugins
+        .reload(Some(&watched.plugins))
+        .await
+        .map_err(|e| (format!("{e:#}"), None))?;
+    let failures = plugins.failures().to_vec();
+    let catalog = Catalog::load(&watched.config, &env, &|name| {
+        plugins.adapter(name).is_some()
+    })
+    .map_err(|e| {
+        (
+            format!("invalid configuration:\n{e}"),
+            Some(failures.clone()),
+        )
+    })?;
+    let summary = format!(
+        "{} providers enabled, {} aliases, {} plugins{}",
+        catalog.providers.iter().filter(|p| p.enabled()).count(),
+        catalog.models.iter().filter(|m| m.enabled()).count(),
+        plugins.adapters().count(),
+        if failures.is_empty() {
+            String::new()
+        } else {
+            format!(", {} plugin file(s) rejected", failures.len())
+        }
+    );
+    let gateway = Gateway::new(catalog, plugins, current.gateway.ledger.clone())
+        .map_err(|e| (format!("{e:#}"), Some(failures)))?;
+    Ok((gateway, summary))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_final_names_of_watched_kinds_count() {
+        assert!(watched_file(Path::new("providers/groq.yaml")));
+        assert!(watched_file(Path::new("plugins/openai.wasm")));
+        assert!(!watched_file(Path::new("plugins/.openai.wasm.swp")));
+        assert!(!watched_file(Path::new("plugins/openai.wasm.tmp")));
+        assert!(!watched_file(Path::new("providers/groq.yaml~")));
+        assert!(!watched_file(Path::new("providers/README.md")));
+    }
+}

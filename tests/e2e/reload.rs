@@ -1,0 +1,241 @@
+//! Hot reload: providers, fallbacks and plugins change under a running
+//! gateway; broken files are rejected while the previous version serves.
+
+use crate::support::gateway::{Gateway, Setup, content, fragment, hello, pair};
+use crate::support::mock::Mock;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("TOLLGATE_FIXTURE_PLUGINS")).join(format!("{name}.wasm"))
+}
+
+/// Publishes a file the way authors should: write a temporary name, then
+/// rename it into place.
+fn publish(path: &Path, bytes: &[u8]) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, bytes).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+/// The component with a custom section appended: the same code, a new digest.
+fn variant(bytes: &[u8], n: u8) -> Vec<u8> {
+    let name = b"tollgate-test";
+    let payload = [n; 4];
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push((1 + name.len() + payload.len()) as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Polls `check` until it holds, for up to five seconds.
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn plugins(gateway: &Gateway) -> Value {
+    gateway.get("/admin/plugins").await.json()
+}
+
+fn row<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no plugin {name} in {report}"))
+}
+
+async fn models(gateway: &Gateway) -> Vec<String> {
+    gateway.get("/v1/models").await.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn admin_plugins_lists_what_is_loaded() {
+    let (_first, _second, gateway) = pair().await;
+    let report = plugins(&gateway).await;
+    let openai = row(&report, "openai");
+    assert_eq!(openai["kind"], "adapter");
+    assert_eq!(openai["source"], "bundled");
+    assert_eq!(openai["wit_version"], "0.1.0");
+    assert_eq!(openai["loaded"], true);
+    assert_eq!(openai["digest"].as_str().unwrap().len(), 64);
+    assert!(openai["loaded_at"].as_str().unwrap().ends_with('Z'));
+    assert!(openai["last_error"].is_null());
+    assert!(report["config"]["last_error"].is_null());
+}
+
+#[tokio::test]
+async fn a_corrupt_yaml_is_rejected_and_the_old_config_keeps_serving() {
+    let (_first, second, gateway) = pair().await;
+    let providers = gateway.dir().join("providers");
+    publish(&providers.join("first.yaml"), b"name: [unclosed\n");
+    eventually("the rejection to be reported", async || {
+        plugins(&gateway).await["config"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("first.yaml"))
+    })
+    .await;
+    let reply = gateway.chat(hello("first-chat")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-tollgate-provider"), Some("first-chat"));
+
+    // Fixed, with a new alias: picked up, and the error is cleared.
+    let fixed = fragment(
+        "first",
+        &second.base_url(),
+        &[("first-chat", "f1"), ("first-new", "f2")],
+        "",
+    );
+    publish(&providers.join("first.yaml"), fixed.as_bytes());
+    eventually("the new alias", async || {
+        models(&gateway).await.contains(&"first-new".to_owned())
+    })
+    .await;
+    assert!(plugins(&gateway).await["config"]["last_error"].is_null());
+    let reply = gateway.chat(hello("first-new")).await;
+    assert_eq!(content(&reply.json()), "hello from second");
+}
+
+#[tokio::test]
+async fn a_corrupt_wasm_keeps_the_previous_version_serving() {
+    let (_first, _second, gateway) = pair().await;
+    let file = gateway.dir().join("plugins").join("openai.wasm");
+    let good = std::fs::read(fixture("openai")).unwrap();
+    publish(&file, &variant(&good, 1));
+    eventually("the file to replace the bundled adapter", async || {
+        row(&plugins(&gateway).await, "openai")["source"] != "bundled"
+    })
+    .await;
+    let loaded = row(&plugins(&gateway).await, "openai").clone();
+
+    // Half a file, as a crash in the middle of a copy would leave it.
+    std::fs::write(&file, &good[..good.len() / 2]).unwrap();
+    eventually("the rejection to be reported", async || {
+        !row(&plugins(&gateway).await, "openai")["last_error"].is_null()
+    })
+    .await;
+    let report = plugins(&gateway).await;
+    let openai = row(&report, "openai");
+    assert_eq!(
+        openai["digest"], loaded["digest"],
+        "the previous version serves"
+    );
+    assert!(
+        openai["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid WebAssembly component"),
+        "{openai}"
+    );
+    assert_eq!(gateway.chat(hello("first-chat")).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_new_provider_and_its_plugin_work_without_a_restart() {
+    let (_first, _second, gateway) = pair().await;
+    let mock = Mock::start("newcomer").await;
+    publish(
+        &gateway.dir().join("plugins").join("newproto.wasm"),
+        &std::fs::read(fixture("faulty")).unwrap(),
+    );
+    let text = fragment("newcomer", &mock.base_url(), &[("newcomer-chat", "n1")], "")
+        .replace("adapter: openai", "adapter: newproto")
+        .replace("api_key: ${NEWCOMER_API_KEY}\n", "");
+    std::fs::write(gateway.dir().join(".env"), "NEWCOMER=1\n").unwrap();
+    publish(
+        &gateway.dir().join("providers").join("newcomer.yaml"),
+        text.as_bytes(),
+    );
+    eventually("the new alias", async || {
+        models(&gateway).await.contains(&"newcomer-chat".to_owned())
+    })
+    .await;
+    let reply = gateway.chat(hello("newcomer-chat")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(content(&reply.json()), "hello from newcomer");
+    assert_eq!(row(&plugins(&gateway).await, "newproto")["loaded"], true);
+}
+
+#[tokio::test]
+async fn replacing_the_adapter_under_load_fails_no_request() {
+    let mock = Mock::start("steady").await;
+    let gateway = Setup::new()
+        .provider("steady", &mock.base_url(), &[("steady-chat", "s1")])
+        .start();
+    let file = gateway.dir().join("plugins").join("openai.wasm");
+    let good = std::fs::read(fixture("openai")).unwrap();
+    let stop = Instant::now() + Duration::from_secs(4);
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let client = gateway.client.clone();
+        let url = format!("{}/v1/chat/completions", gateway.url);
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while Instant::now() < stop {
+                let mut request = hello("steady-chat");
+                request["stream"] = (ok % 2 == 0).into();
+                match client.post(&url).json(&request).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let text = r.text().await.unwrap_or_default();
+                        if text.contains("steady") {
+                            ok += 1;
+                        } else {
+                            failed.push(text);
+                        }
+                    }
+                    Ok(r) => failed.push(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let mut digests = std::collections::HashSet::new();
+    for n in 0..5 {
+        publish(&file, &variant(&good, n));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let report = plugins(&gateway).await;
+        digests.insert(
+            row(&report, "openai")["digest"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let (mut ok, mut failed) = (0, Vec::new());
+    for client in clients {
+        let (n, mut f) = client.await.unwrap();
+        ok += n;
+        failed.append(&mut f);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 50, "too little load to mean anything: {ok}");
+    assert!(
+        digests.len() >= 4,
+        "the adapter was swapped only {} times",
+        digests.len()
+    );
+}
