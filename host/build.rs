@@ -14,9 +14,24 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str, &str)] = &[
     ("tollgate-plugin-openai", "tollgate_plugin_openai", "openai"),
     (
+        "tollgate-policy-free-first",
+        "tollgate_policy_free_first",
+        "free-first",
+    ),
+    (
+        "tollgate-policy-most-headroom",
+        "tollgate_policy_most_headroom",
+        "most-headroom",
+    ),
+    (
         "tollgate-fixture-faulty",
         "tollgate_fixture_faulty",
         "faulty",
+    ),
+    (
+        "tollgate-fixture-legacy",
+        "tollgate_fixture_legacy",
+        "legacy",
     ),
 ];
 

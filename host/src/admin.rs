@@ -60,10 +60,10 @@ pub fn plugins(state: &AppState, generation: &Generation) -> Response<Body> {
     let mut rows: Vec<PluginRow> = generation
         .gateway
         .plugins
-        .adapters()
+        .plugins()
         .map(|adapter| PluginRow {
             name: adapter.name.to_string(),
-            kind: "adapter",
+            kind: adapter.kind.name(),
             wit_version: Some(adapter.wit_version.clone()).filter(|v| !v.is_empty()),
             version: Some(adapter.info.version.clone()).filter(|v| !v.is_empty()),
             source: source_name(&adapter.source),

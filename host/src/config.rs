@@ -308,9 +308,36 @@ pub struct Catalog {
     pub models: Vec<Arc<Model>>,
     by_alias: HashMap<String, Arc<Model>>,
     pub fallbacks: BTreeMap<String, Vec<String>>,
+    pub policies: Policies,
+    /// Where the policies came from, for messages.
+    policies_source: Option<PathBuf>,
 }
 
 pub const FALLBACKS_FILE: &str = "fallbacks.yaml";
+pub const POLICIES_FILE: &str = "policies.yaml";
+/// The routing policy used where `policies.yaml` names none.
+pub const DEFAULT_POLICY: &str = "free-first";
+
+/// `policies.yaml`: which routing policy orders each alias's candidates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policies {
+    /// For every alias not listed; `free-first` when absent.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Alias → policy plugin name.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+}
+
+impl Policies {
+    pub fn for_alias(&self, alias: &str) -> &str {
+        self.aliases
+            .get(alias)
+            .or(self.default.as_ref())
+            .map_or(DEFAULT_POLICY, String::as_str)
+    }
+}
 
 impl Catalog {
     /// Loads every fragment in `dir`. `adapter_known` says whether an adapter
@@ -338,6 +365,12 @@ impl Catalog {
         let fallbacks = dir.join(FALLBACKS_FILE);
         if fallbacks.exists()
             && let Err(mut found) = catalog.add_fallbacks(&fallbacks)
+        {
+            problems.append(&mut found);
+        }
+        let policies = dir.join(POLICIES_FILE);
+        if policies.exists()
+            && let Err(mut found) = catalog.add_policies(&policies)
         {
             problems.append(&mut found);
         }
@@ -438,6 +471,59 @@ impl Catalog {
         }
     }
 
+    fn add_policies(&mut self, path: &Path) -> Result<(), Vec<String>> {
+        let at = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{at}: {e}")])?;
+        let policies: Policies = if text.trim().is_empty() {
+            Policies::default()
+        } else {
+            serde_yaml::from_str(&text).map_err(|e| vec![format!("{at}: {e}")])?
+        };
+        let problems: Vec<String> = policies
+            .aliases
+            .keys()
+            .filter(|alias| !self.by_alias.contains_key(*alias))
+            .map(|alias| format!("{at}: aliases.{alias}: no provider defines this alias"))
+            .collect();
+        self.policies = policies;
+        self.policies_source = Some(path.to_path_buf());
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Checks that every policy `policies.yaml` names is a loaded policy plugin.
+    pub fn check_policies(&self, known: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
+        let at = self
+            .policies_source
+            .as_ref()
+            .map_or_else(|| POLICIES_FILE.to_owned(), |p| p.display().to_string());
+        let named = self
+            .policies
+            .default
+            .iter()
+            .map(|p| ("default".to_owned(), p))
+            .chain(
+                self.policies
+                    .aliases
+                    .iter()
+                    .map(|(alias, p)| (format!("aliases.{alias}"), p)),
+            );
+        let problems: Vec<String> = named
+            .filter(|(_, policy)| !known(policy))
+            .map(|(field, policy)| {
+                format!("{at}: {field}: no policy plugin named `{policy}` is bundled or in the plugins folder")
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
     /// An alias's model, enabled or not.
     #[cfg(test)]
     pub fn model(&self, alias: &str) -> Option<&Arc<Model>> {
@@ -468,7 +554,8 @@ impl Catalog {
     }
 }
 
-/// `*.yaml` / `*.yml` files in `dir` except the fallbacks file, sorted.
+/// `*.yaml` / `*.yml` files in `dir` except the fallbacks and policies
+/// files, sorted.
 fn fragment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -476,8 +563,10 @@ fn fragment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             let yaml = path
                 .extension()
                 .is_some_and(|ext| ext == "yaml" || ext == "yml");
-            let fallbacks = path.file_name().is_some_and(|n| n == FALLBACKS_FILE);
-            yaml && !fallbacks
+            let special = path
+                .file_name()
+                .is_some_and(|n| n == FALLBACKS_FILE || n == POLICIES_FILE);
+            yaml && !special
         })
         .collect();
     files.sort();

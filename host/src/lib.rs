@@ -11,6 +11,7 @@ pub mod config;
 pub mod env;
 pub mod ledger;
 pub mod plugins;
+pub mod policy;
 pub mod redact;
 pub mod reload;
 pub mod report;

@@ -165,6 +165,10 @@ async fn load(sources: &Sources, env: &env::Env) -> Result<(Catalog, PluginRunti
     let catalog = Catalog::load(&sources.config, env, &|name| {
         plugins.adapter(name).is_some()
     })
+    .and_then(|catalog| {
+        catalog.check_policies(&|name| plugins.policy(name).is_some())?;
+        Ok(catalog)
+    })
     .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     Ok((catalog, plugins))
 }

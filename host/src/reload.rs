@@ -151,6 +151,10 @@ async fn next_generation(
     let catalog = Catalog::load(&watched.config, &env, &|name| {
         plugins.adapter(name).is_some()
     })
+    .and_then(|catalog| {
+        catalog.check_policies(&|name| plugins.policy(name).is_some())?;
+        Ok(catalog)
+    })
     .map_err(|e| {
         (
             format!("invalid configuration:\n{e}"),
@@ -161,7 +165,7 @@ async fn next_generation(
         "{} providers enabled, {} aliases, {} plugins{}",
         catalog.providers.iter().filter(|p| p.enabled()).count(),
         catalog.models.iter().filter(|m| m.enabled()).count(),
-        plugins.adapters().count(),
+        plugins.plugins().count(),
         if failures.is_empty() {
             String::new()
         } else {

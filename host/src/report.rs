@@ -14,14 +14,16 @@ pub fn print(text: &str) {
 pub fn check(catalog: &Catalog, plugins: &PluginRuntime) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "plugins:");
-    for adapter in plugins.adapters() {
+    for plugin in plugins.plugins() {
         let _ = writeln!(
             out,
-            "  {:<12} {:<8} {}  sha256:{}",
-            adapter.name,
-            adapter.info.version,
-            source(&adapter.source),
-            &adapter.digest[..12]
+            "  {:<14} {:<8} {:<8} wit {:<6} {}  sha256:{}",
+            plugin.name,
+            plugin.kind.name(),
+            plugin.info.version,
+            plugin.wit_version,
+            source(&plugin.source),
+            &plugin.digest[..12]
         );
     }
     for failure in plugins.failures() {

@@ -21,10 +21,11 @@ use crate::ledger::estimate::Estimate;
 use crate::ledger::headers::RateHeaders;
 use crate::ledger::plan::Plan;
 use crate::ledger::{Denial, Ledger, Outcome, Reservation};
+use crate::plugins::bindings::policy::{Candidate, FailedAttempt, NextStep, RequestShape};
 use crate::plugins::bindings::{
     self, ClientRequest, FailureKind, ResponseKind, Target, UpstreamResponse,
 };
-use crate::plugins::{PluginRuntime, Session, StreamSession};
+use crate::plugins::{LoadedPlugin, PluginRuntime, Session, StreamSession};
 use crate::redact::Redactor;
 use crate::upstream::{self, UpstreamError, Upstreams};
 use bytes::Bytes;
@@ -97,6 +98,8 @@ struct Hold {
     headers: RateHeaders,
     /// Whether the request reached the provider (it then counts).
     sent: bool,
+    /// The provider's HTTP status, once it answered.
+    status: Option<u16>,
 }
 
 impl Hold {
@@ -109,6 +112,7 @@ impl Hold {
     /// Reads the provider's rate-limit headers off a response.
     fn read_headers(&mut self, response: &reqwest::Response, now: u64) {
         self.sent = true;
+        self.status = Some(response.status().as_u16());
         let headers = response
             .headers()
             .iter()
@@ -195,8 +199,11 @@ impl Gateway {
             ))
             .into_response();
         }
+        let policy = self.policy_for(alias);
+        let shape = crate::policy::request_shape(alias, mode, &estimate, request.stream);
+        let candidates = self.order(policy, &shape, candidates).await;
         let mut notes: Vec<Note> = Vec::new();
-        for model in &candidates {
+        for (index, model) in candidates.iter().enumerate() {
             let Some(plan) = self.plans.get(&model.alias) else {
                 continue;
             };
@@ -212,8 +219,16 @@ impl Gateway {
                 reservation: Some(reservation),
                 headers: RateHeaders::default(),
                 sent: false,
+                status: None,
             };
+            let started = std::time::Instant::now();
             let result = self.attempt(model, &request, &mut hold).await;
+            if hold.sent || result.is_ok() {
+                let latency = started.elapsed().as_secs_f64() * 1000.0;
+                plan.model.health.record(result.is_ok(), Some(latency));
+            } else {
+                plan.model.health.record(false, None);
+            }
             if let Err(failed) = &result {
                 hold.settle(outcome_of(failed, hold.sent)).await;
             }
@@ -226,10 +241,91 @@ impl Gateway {
                     let reason = self.redactor.scrub(&reason);
                     tracing::warn!(alias = %model.alias, provider = %model.provider.name, "attempt failed: {reason}");
                     notes.push(Note::failed(model, reason, kind));
+                    let left = (candidates.len() - index - 1) as u32;
+                    if left > 0
+                        && !self
+                            .go_on(policy, &shape, model, kind, hold.status, left)
+                            .await
+                    {
+                        break;
+                    }
                 }
             }
         }
         self.exhausted(alias, notes)
+    }
+
+    /// The routing policy `policies.yaml` names for `alias`.
+    fn policy_for(&self, alias: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.policy(self.catalog.policies.for_alias(alias))
+    }
+
+    /// The candidates in the policy's order. A policy that fails (a trap, a
+    /// deadline) leaves the chain's order, with a warning.
+    async fn order(
+        &self,
+        policy: Option<&Arc<LoadedPlugin>>,
+        shape: &RequestShape,
+        candidates: Vec<Arc<Model>>,
+    ) -> Vec<Arc<Model>> {
+        let Some(policy) = policy.filter(|_| candidates.len() > 1) else {
+            return candidates;
+        };
+        let seen: Vec<Candidate> = candidates
+            .iter()
+            .filter_map(|m| {
+                let plan = self.plans.get(&m.alias)?;
+                Some(crate::policy::candidate(m, plan, &self.ledger))
+            })
+            .collect();
+        if seen.len() != candidates.len() {
+            return candidates;
+        }
+        match self.plugins.order(policy, shape, &seen).await {
+            Ok(order) => crate::policy::apply(&order, &candidates),
+            Err(e) => {
+                tracing::warn!(policy = %policy.name, "the routing policy failed; using the chain's order: {e}");
+                candidates
+            }
+        }
+    }
+
+    /// Asks the policy whether to try the next candidate (after waiting, if
+    /// it says so). A policy that fails means go on.
+    async fn go_on(
+        &self,
+        policy: Option<&Arc<LoadedPlugin>>,
+        shape: &RequestShape,
+        model: &Model,
+        kind: FailureKind,
+        status: Option<u16>,
+        left: u32,
+    ) -> bool {
+        let Some(policy) = policy else {
+            return true;
+        };
+        let failed = FailedAttempt {
+            alias: model.alias.clone(),
+            kind,
+            status,
+        };
+        match self
+            .plugins
+            .after_failure(policy, shape, &failed, left)
+            .await
+        {
+            Ok(NextStep::GoOn) => true,
+            Ok(NextStep::Wait(ms)) => {
+                let ms = ms.min(crate::policy::MAX_WAIT_MS);
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(ms))).await;
+                true
+            }
+            Ok(NextStep::Stop) => false,
+            Err(e) => {
+                tracing::warn!(policy = %policy.name, "the routing policy failed after an attempt; going on: {e}");
+                true
+            }
+        }
     }
 
     /// The answer when no candidate served: 429 when every one was rate
@@ -429,6 +525,7 @@ impl Gateway {
                 reservation: hold.reservation.take(),
                 headers: std::mem::take(&mut hold.headers),
                 sent: true,
+                status: hold.status,
             },
         };
         tokio::spawn(pump.run(first, done));

@@ -30,6 +30,7 @@
 
 pub mod http;
 pub mod openai;
+pub mod policy;
 pub mod sse;
 
 use std::cell::RefCell;

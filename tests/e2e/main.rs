@@ -11,6 +11,7 @@ mod chat;
 mod cli;
 mod fallback;
 mod openai_client;
+mod policy;
 mod quotas;
 mod reload;
 mod sandbox;

@@ -7,13 +7,13 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn fixture(name: &str) -> PathBuf {
+pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("TOLLGATE_FIXTURE_PLUGINS")).join(format!("{name}.wasm"))
 }
 
 /// Publishes a file the way authors should: write a temporary name, then
 /// rename it into place.
-fn publish(path: &Path, bytes: &[u8]) {
+pub fn publish(path: &Path, bytes: &[u8]) {
     let temporary = path.with_extension("tmp");
     std::fs::write(&temporary, bytes).unwrap();
     std::fs::rename(&temporary, path).unwrap();
@@ -33,7 +33,7 @@ fn variant(bytes: &[u8], n: u8) -> Vec<u8> {
 }
 
 /// Polls `check` until it holds, for up to five seconds.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -41,11 +41,11 @@ async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     }
 }
 
-async fn plugins(gateway: &Gateway) -> Value {
+pub async fn plugins(gateway: &Gateway) -> Value {
     gateway.get("/admin/plugins").await.json()
 }
 
-fn row<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub fn row<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["plugins"]
         .as_array()
         .unwrap()
@@ -70,7 +70,9 @@ async fn admin_plugins_lists_what_is_loaded() {
     let openai = row(&report, "openai");
     assert_eq!(openai["kind"], "adapter");
     assert_eq!(openai["source"], "bundled");
-    assert_eq!(openai["wit_version"], "0.1.0");
+    assert_eq!(openai["wit_version"], "0.1.1");
+    assert_eq!(row(&report, "free-first")["kind"], "policy");
+    assert_eq!(row(&report, "most-headroom")["kind"], "policy");
     assert_eq!(openai["loaded"], true);
     assert_eq!(openai["digest"].as_str().unwrap().len(), 64);
     assert!(openai["loaded_at"].as_str().unwrap().ends_with('Z'));

@@ -6,7 +6,7 @@
 
 use super::plan::{Level, LocalState, Plan, Scope};
 use super::report::Row;
-use super::{Amounts, Cool, Denial, Settlement, backoff_ms};
+use super::{Amounts, Cool, Denial, Outlook, Settlement, backoff_ms};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
@@ -115,6 +115,23 @@ pub fn settle(plan: &Plan, now: u64, settlement: &Settlement) {
 fn mark(plan: &Plan) {
     plan.provider.dirty.store(true, Ordering::Release);
     plan.model.dirty.store(true, Ordering::Release);
+}
+
+pub fn outlook(plan: &Plan, now: u64) -> Outlook {
+    let mut outlook = Outlook::default();
+    for scope in [&plan.provider, &plan.model] {
+        let mut state = lock(scope);
+        outlook.cooldown_ms = outlook
+            .cooldown_ms
+            .max(state.cooldown.until.saturating_sub(now));
+        for window in &mut state.windows {
+            let remaining = window.remaining(now);
+            outlook
+                .headroom
+                .push((window.rule.name, window.rule.limit, remaining));
+        }
+    }
+    outlook
 }
 
 pub fn report(scopes: &[Arc<Scope>], now: u64) -> Vec<Row> {

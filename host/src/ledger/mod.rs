@@ -414,6 +414,18 @@ impl Ledger {
         });
     }
 
+    /// What a routing policy is told of a candidate: each window's limit and
+    /// what remains, and how long it still cools down. The shared Redis
+    /// ledger is not asked (a round trip per candidate per request): there
+    /// the list is empty and the cooldown 0, and the reservation still
+    /// enforces both.
+    pub fn outlook(&self, plan: &Plan) -> Outlook {
+        if matches!(self.backend, Backend::Redis(_)) {
+            return Outlook::default();
+        }
+        local::outlook(plan, self.now())
+    }
+
     /// What `/admin/quotas` and `tollgate quotas` show.
     pub async fn report(&self) -> report::QuotaReport {
         let now = self.now();
@@ -424,6 +436,14 @@ impl Ledger {
         };
         report::QuotaReport::new(self.backend.name(), now, rows)
     }
+}
+
+/// A candidate's quota as a policy sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outlook {
+    /// (window, limit, remaining), provider-wide windows first.
+    pub headroom: Vec<(&'static str, u64, u64)>,
+    pub cooldown_ms: u64,
 }
 
 /// One attempt's hold on its candidate's quota. Settle it with

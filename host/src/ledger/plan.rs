@@ -8,7 +8,7 @@ use crate::config::{Limits, Model, Price, Quota, WindowStyle};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// A cooldown: no request until `until` (ms), after `cause`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +49,50 @@ pub struct Scope {
     pub local: Mutex<LocalState>,
     /// Changed since the store last saved it.
     pub dirty: AtomicBool,
+    /// Recent latency and failures, for routing policies.
+    pub health: Health,
+}
+
+/// Exponentially weighted recent latency and error rate, updated without a
+/// lock (a lost update under a race only blurs a statistic).
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Milliseconds to response headers, ×16 for sub-millisecond resolution.
+    latency: AtomicU32,
+    /// Share of failed attempts, in parts per 65 536.
+    errors: AtomicU32,
+}
+
+impl Health {
+    /// Weight of the newest sample: 1/8.
+    const SHIFT: u32 = 3;
+
+    pub fn record(&self, ok: bool, latency_ms: Option<f64>) {
+        let blend = |old: u32, new: u32| -> u32 {
+            if old == 0 {
+                new
+            } else {
+                ((old as i64 + ((new as i64 - old as i64) >> Self::SHIFT)).max(0)) as u32
+            }
+        };
+        let sample = if ok { 0 } else { 65_535 };
+        let old = self.errors.load(Ordering::Relaxed);
+        self.errors.store(
+            ((old as i64 + ((sample as i64 - old as i64) >> Self::SHIFT)).max(0)) as u32,
+            Ordering::Relaxed,
+        );
+        if let Some(ms) = latency_ms {
+            let new = (ms * 16.0).clamp(1.0, u32::MAX as f64) as u32;
+            let old = self.latency.load(Ordering::Relaxed);
+            self.latency.store(blend(old, new), Ordering::Relaxed);
+        }
+    }
+
+    /// (error rate 0–1, latency in ms; 0 when never measured).
+    pub fn snapshot(&self) -> (f32, u32) {
+        let errors = self.errors.load(Ordering::Relaxed) as f32 / 65_535.0;
+        (errors, self.latency.load(Ordering::Relaxed) / 16)
+    }
 }
 
 impl Scope {
@@ -82,6 +126,7 @@ impl Scope {
                 cooldown: saved.cooldown,
             }),
             dirty: AtomicBool::new(false),
+            health: Health::default(),
         }
     }
 
@@ -274,6 +319,26 @@ mod tests {
         );
         assert_eq!(rules[2].limit, 100_000);
         assert_eq!(rules[2].metric, Metric::Credit);
+    }
+
+    #[test]
+    fn health_follows_recent_attempts() {
+        let health = Health::default();
+        assert_eq!(health.snapshot(), (0.0, 0));
+        health.record(true, Some(100.0));
+        assert_eq!(health.snapshot().1, 100);
+        for _ in 0..30 {
+            health.record(false, None);
+        }
+        assert!(health.snapshot().0 > 0.95);
+        for _ in 0..30 {
+            health.record(true, Some(20.0));
+        }
+        let (errors, latency) = health.snapshot();
+        assert!(
+            errors < 0.05 && (20..25).contains(&latency),
+            "{errors} {latency}"
+        );
     }
 
     #[test]

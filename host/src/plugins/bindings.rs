@@ -1,4 +1,6 @@
-//! Host-side bindings of `wit/tollgate.wit`, generated at compile time.
+//! Host-side bindings of `wit/tollgate.wit`, generated at compile time: the
+//! adapter world here, the policy world in [`policy`], sharing the `types`
+//! and `host` interfaces.
 //!
 //! Exports are async so calls run on wasmtime fibers and can be interrupted
 //! at epoch deadlines without blocking the tokio worker they run on.
@@ -13,3 +15,20 @@ pub use self::tollgate::plugin::types::{
     Body, ClientRequest, Credential, Failure, FailureKind, Mode, PluginInfo, Reply, ResponseKind,
     StreamOutput, Target, UpstreamRequest, UpstreamResponse, Usage,
 };
+
+/// The routing-policy world.
+pub mod policy {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "policy-plugin",
+        exports: { default: async },
+        with: {
+            "tollgate:plugin/types": super::tollgate::plugin::types,
+            "tollgate:plugin/host": super::tollgate::plugin::host,
+        },
+    });
+
+    pub use self::tollgate::plugin::policy_types::{
+        Candidate, FailedAttempt, GpuLease, Headroom, NextStep, RequestShape, Tier,
+    };
+}

@@ -3,7 +3,17 @@
 //! plugin of that name.
 
 /// (name, component bytes) of every bundled plugin.
-pub const BUNDLED: &[(&str, &[u8])] = &[(
-    "openai",
-    include_bytes!(concat!(env!("OUT_DIR"), "/plugins/openai.wasm")),
-)];
+pub const BUNDLED: &[(&str, &[u8])] = &[
+    (
+        "openai",
+        include_bytes!(concat!(env!("OUT_DIR"), "/plugins/openai.wasm")),
+    ),
+    (
+        "free-first",
+        include_bytes!(concat!(env!("OUT_DIR"), "/plugins/free-first.wasm")),
+    ),
+    (
+        "most-headroom",
+        include_bytes!(concat!(env!("OUT_DIR"), "/plugins/most-headroom.wasm")),
+    ),
+];

@@ -18,10 +18,12 @@
 pub mod bindings;
 mod bundled;
 pub mod engine;
+mod policy;
 mod sandbox;
 mod session;
 
 use anyhow::{Context, Result};
+use bindings::policy::PolicyPluginPre;
 use bindings::{AdapterPluginPre, PluginInfo};
 use sandbox::Sandbox;
 pub use session::{Session, StreamSession};
@@ -39,8 +41,23 @@ pub enum PluginSource {
     File(PathBuf),
 }
 
-/// A compiled, pre-linked adapter, ready to instantiate.
-pub struct LoadedAdapter {
+/// What a plugin is, by the world it exports; the host probes each component.
+pub enum Kind {
+    Adapter(AdapterPluginPre<Sandbox>),
+    Policy(PolicyPluginPre<Sandbox>),
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Adapter(_) => "adapter",
+            Kind::Policy(_) => "policy",
+        }
+    }
+}
+
+/// A compiled, pre-linked plugin, ready to instantiate.
+pub struct LoadedPlugin {
     pub name: Arc<str>,
     pub source: PluginSource,
     pub digest: String,
@@ -49,8 +66,11 @@ pub struct LoadedAdapter {
     pub wit_version: String,
     /// When this version was loaded (Unix ms).
     pub loaded_at: u64,
-    pre: AdapterPluginPre<Sandbox>,
+    pub kind: Kind,
 }
+
+/// Adapters are the plugins most of the host deals with.
+pub type LoadedAdapter = LoadedPlugin;
 
 /// Why a plugin call failed, as opposed to the plugin answering `err`.
 #[derive(Debug, thiserror::Error)]
@@ -102,9 +122,9 @@ pub struct PluginHost {
 /// One generation of loaded plugins.
 pub struct PluginRuntime {
     host: Arc<PluginHost>,
-    adapters: BTreeMap<String, Arc<LoadedAdapter>>,
-    /// Bundled adapters a file overrides, kept to be reused when it goes.
-    bundled_shadowed: Vec<Arc<LoadedAdapter>>,
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// Bundled plugins a file overrides, kept to be reused when it goes.
+    bundled_shadowed: Vec<Arc<LoadedPlugin>>,
     failures: Vec<LoadFailure>,
 }
 
@@ -136,7 +156,7 @@ impl PluginRuntime {
     ) -> Result<Self> {
         let mut runtime = PluginRuntime {
             host,
-            adapters: BTreeMap::new(),
+            plugins: BTreeMap::new(),
             bundled_shadowed: Vec::new(),
             failures: Vec::new(),
         };
@@ -150,7 +170,7 @@ impl PluginRuntime {
                     .await
                     .with_context(|| format!("bundled plugin `{name}` failed to load"))?,
             };
-            runtime.adapters.insert(name.to_string(), adapter);
+            runtime.plugins.insert(name.to_string(), adapter);
         }
         if let Some(dir) = plugins_dir {
             runtime.load_dir(dir, previous).await?;
@@ -158,8 +178,8 @@ impl PluginRuntime {
         Ok(runtime)
     }
 
-    fn bundled(&self, name: &str) -> Option<&Arc<LoadedAdapter>> {
-        self.adapters
+    fn bundled(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins
             .values()
             .chain(self.bundled_shadowed.iter())
             .find(|a| &*a.name == name && a.source == PluginSource::Bundled)
@@ -182,7 +202,7 @@ impl PluginRuntime {
             let source = PluginSource::File(path.clone());
             // The version this file had in the previous generation, if any.
             let earlier = previous
-                .and_then(|p| p.adapters.get(&name))
+                .and_then(|p| p.plugins.get(&name))
                 .filter(|a| a.source == source);
             let loaded = match std::fs::read(&path) {
                 Ok(bytes) => match earlier {
@@ -221,8 +241,8 @@ impl PluginRuntime {
 
     /// Puts `adapter` in service under `name`, remembering a bundled one it
     /// shadows so the next generation can reuse it.
-    fn replace(&mut self, name: String, adapter: Arc<LoadedAdapter>) {
-        if let Some(old) = self.adapters.insert(name, adapter)
+    fn replace(&mut self, name: String, plugin: Arc<LoadedPlugin>) {
+        if let Some(old) = self.plugins.insert(name, plugin)
             && old.source == PluginSource::Bundled
         {
             self.bundled_shadowed.push(old);
@@ -235,12 +255,21 @@ impl PluginRuntime {
         self.host.session(adapter).await
     }
 
-    pub fn adapter(&self, name: &str) -> Option<&Arc<LoadedAdapter>> {
-        self.adapters.get(name)
+    pub fn adapter(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins
+            .get(name)
+            .filter(|p| matches!(p.kind, Kind::Adapter(_)))
     }
 
-    pub fn adapters(&self) -> impl Iterator<Item = &Arc<LoadedAdapter>> {
-        self.adapters.values()
+    pub fn policy(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins
+            .get(name)
+            .filter(|p| matches!(p.kind, Kind::Policy(_)))
+    }
+
+    /// Every plugin in service, adapters and policies.
+    pub fn plugins(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
+        self.plugins.values()
     }
 
     pub fn failures(&self) -> &[LoadFailure] {
@@ -273,7 +302,7 @@ impl PluginHost {
         name: &str,
         source: PluginSource,
         bytes: Vec<u8>,
-    ) -> Result<Arc<LoadedAdapter>> {
+    ) -> Result<Arc<LoadedPlugin>> {
         let digest = engine::digest(&bytes);
         let engine = self.engine.clone();
         let key = digest.clone();
@@ -292,10 +321,15 @@ impl PluginHost {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the component's imports do not match what the host provides")?;
-        let pre = AdapterPluginPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export tollgate:plugin/adapter@0.1.0")?;
-        let mut adapter = LoadedAdapter {
+        let kind = match AdapterPluginPre::new(pre.clone()) {
+            Ok(adapter) => Kind::Adapter(adapter),
+            Err(_) => PolicyPluginPre::new(pre).map(Kind::Policy).map_err(|_| {
+                anyhow::anyhow!(
+                    "the component exports neither tollgate:plugin/adapter nor tollgate:plugin/policy (0.1.x)"
+                )
+            })?,
+        };
+        let mut adapter = LoadedPlugin {
             name: Arc::from(name),
             source,
             digest,
@@ -306,42 +340,68 @@ impl PluginHost {
                 version: String::new(),
                 modes: Vec::new(),
             },
-            pre,
+            kind,
         };
         adapter.info = self.smoke_test(&adapter).await?;
         Ok(Arc::new(adapter))
     }
 
     /// Instantiates once and calls `info`, under the same limits as a request.
-    async fn smoke_test(&self, adapter: &LoadedAdapter) -> Result<PluginInfo> {
-        let (mut store, bindings) = self.instantiate(adapter).await?;
-        store.set_epoch_deadline(self.limits.deadline_ticks());
-        let result = bindings
-            .tollgate_plugin_adapter()
-            .call_info(&mut store)
-            .await;
+    async fn smoke_test(&self, plugin: &LoadedPlugin) -> Result<PluginInfo> {
+        let mut store = self.store(&plugin.name);
+        let result = match &plugin.kind {
+            Kind::Adapter(pre) => match pre.instantiate_async(&mut store).await {
+                Ok(bindings) => {
+                    bindings
+                        .tollgate_plugin_adapter()
+                        .call_info(&mut store)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            Kind::Policy(pre) => match pre.instantiate_async(&mut store).await {
+                Ok(bindings) => {
+                    bindings
+                        .tollgate_plugin_policy()
+                        .call_info(&mut store)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+        };
         result.map_err(|e| {
-            let fault = PluginError::from_trap(&adapter.name, e, store.data().last_words());
+            let fault = PluginError::from_trap(&plugin.name, e, store.data().last_words());
             anyhow::anyhow!("calling `info` failed: {fault}")
         })
     }
 
-    async fn instantiate(
-        &self,
-        adapter: &LoadedAdapter,
-    ) -> Result<(Store<Sandbox>, bindings::AdapterPlugin), PluginError> {
-        let sandbox = Sandbox::new(adapter.name.clone(), self.limits.memory_bytes);
+    /// A store for one instance, with the sandbox's limits and deadline.
+    fn store(&self, name: &Arc<str>) -> Store<Sandbox> {
+        let sandbox = Sandbox::new(name.clone(), self.limits.memory_bytes);
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.limits.deadline_ticks());
-        let bindings = adapter
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| PluginError::Instantiate {
-                plugin: adapter.name.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        store
+    }
+
+    async fn instantiate(
+        &self,
+        plugin: &LoadedPlugin,
+    ) -> Result<(Store<Sandbox>, bindings::AdapterPlugin), PluginError> {
+        let Kind::Adapter(pre) = &plugin.kind else {
+            return Err(PluginError::Instantiate {
+                plugin: plugin.name.clone(),
+                reason: "it is not an adapter".into(),
+            });
+        };
+        let mut store = self.store(&plugin.name);
+        let bindings =
+            pre.instantiate_async(&mut store)
+                .await
+                .map_err(|e| PluginError::Instantiate {
+                    plugin: plugin.name.clone(),
+                    reason: format!("{e:#}"),
+                })?;
         Ok((store, bindings))
     }
 
@@ -365,15 +425,16 @@ impl PluginHost {
     }
 }
 
-/// The version of `tollgate:plugin/adapter` a component exports, read from
-/// its export names (`tollgate:plugin/adapter@0.1.0`).
+/// The version of the `tollgate:plugin` interface a component exports, read
+/// from its export names (`tollgate:plugin/adapter@0.1.0`).
 fn wit_version(engine: &Engine, component: &wasmtime::component::Component) -> Option<String> {
     component
         .component_type()
         .exports(engine)
         .find_map(|(name, _)| {
-            name.strip_prefix("tollgate:plugin/adapter@")
-                .map(str::to_owned)
+            ["tollgate:plugin/adapter@", "tollgate:plugin/policy@"]
+                .iter()
+                .find_map(|prefix| name.strip_prefix(prefix).map(str::to_owned))
         })
 }
 

@@ -1,0 +1,127 @@
+//! Routing policies: implement [`Policy`] and call [`export_policy!`].
+//!
+//! ```ignore
+//! use tollgate_sdk::policy::prelude::*;
+//!
+//! /// Tries candidates in reverse chain order.
+//! struct Reverse;
+//!
+//! impl Policy for Reverse {
+//!     fn info() -> PluginInfo { policy_info("reverse") }
+//!     fn order(_: &RequestShape, candidates: &[Candidate]) -> Vec<u32> {
+//!         (0..candidates.len() as u32).rev().collect()
+//!     }
+//! }
+//!
+//! export_policy!(Reverse);
+//! ```
+
+use std::marker::PhantomData;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "policy-plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_policy_raw",
+        default_bindings_module: "tollgate_sdk::policy::bindings",
+    });
+}
+
+/// The WIT types a policy sees, under their contract names.
+pub mod types {
+    pub use super::bindings::tollgate::plugin::policy_types::*;
+    pub use super::bindings::tollgate::plugin::types::{FailureKind, Mode, PluginInfo};
+}
+
+/// Everything a typical policy uses.
+pub mod prelude {
+    pub use super::types::*;
+    pub use super::{Policy, headroom_fraction, policy_info, tier_rank};
+    pub use crate::export_policy;
+}
+
+use types::{Candidate, FailedAttempt, NextStep, PluginInfo, RequestShape, Tier};
+
+/// A routing policy. Methods take no `self`: every call gets a fresh
+/// instance, so there is no state to keep between requests.
+pub trait Policy: 'static {
+    fn info() -> PluginInfo;
+
+    /// Indices into `candidates` (which come in chain order), in the order
+    /// to try them; leave one out to drop it.
+    fn order(request: &RequestShape, candidates: &[Candidate]) -> Vec<u32>;
+
+    /// After a failed attempt: defaults to trying the next candidate.
+    fn after_failure(
+        _request: &RequestShape,
+        _failed: &FailedAttempt,
+        _attempts_left: u32,
+    ) -> NextStep {
+        NextStep::GoOn
+    }
+}
+
+/// [`PluginInfo`] for a policy, with this crate's version.
+pub fn policy_info(name: &str) -> PluginInfo {
+    PluginInfo {
+        name: name.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        modes: Vec::new(),
+    }
+}
+
+/// Free before subscription before paid before local.
+pub fn tier_rank(tier: Tier) -> u8 {
+    match tier {
+        Tier::Free => 0,
+        Tier::Subscription => 1,
+        Tier::Paid => 2,
+        Tier::Local => 3,
+    }
+}
+
+/// The share of its tightest limit a candidate has left, 0 to 1; 1 when it
+/// has no limits, 0 while it cools down.
+pub fn headroom_fraction(candidate: &Candidate) -> f64 {
+    if candidate.cooldown_ms > 0 {
+        return 0.0;
+    }
+    candidate
+        .headroom
+        .iter()
+        .filter(|h| h.limit > 0)
+        .map(|h| h.remaining as f64 / h.limit as f64)
+        .fold(1.0, f64::min)
+}
+
+/// Bridges a [`Policy`] to the generated WIT exports. Used by [`export_policy!`].
+#[doc(hidden)]
+pub struct Export<P>(PhantomData<P>);
+
+impl<P: Policy> bindings::exports::tollgate::plugin::policy::Guest for Export<P> {
+    fn info() -> PluginInfo {
+        P::info()
+    }
+
+    fn order(request: RequestShape, candidates: Vec<Candidate>) -> Vec<u32> {
+        P::order(&request, &candidates)
+    }
+
+    fn after_failure(request: RequestShape, failed: FailedAttempt, attempts_left: u32) -> NextStep {
+        P::after_failure(&request, &failed, attempts_left)
+    }
+}
+
+/// Exports a [`Policy`] as this component's implementation of the
+/// `tollgate:plugin/policy` interface. Call it once, at the crate root.
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        type __TollgatePolicyExport = $crate::policy::Export<$policy>;
+        $crate::policy::bindings::export_policy_raw!(
+            __TollgatePolicyExport with_types_in $crate::policy::bindings
+        );
+    };
+}
