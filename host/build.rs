@@ -29,6 +29,11 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "faulty",
     ),
     (
+        "tollgate-fixture-faulty-policy",
+        "tollgate_fixture_faulty_policy",
+        "faulty-policy",
+    ),
+    (
         "tollgate-fixture-legacy",
         "tollgate_fixture_legacy",
         "legacy",

@@ -1,9 +1,10 @@
 //! # tollgate-sdk
 //!
-//! Write a Tollgate provider adapter as a WebAssembly component in a page of
-//! Rust. Implement [`Adapter`], call [`export_adapter!`], and build with
-//! `cargo build --target wasm32-wasip2 --release`; drop the `.wasm` into the
-//! gateway's `plugins/` folder.
+//! Write a Tollgate provider adapter or routing policy as a WebAssembly
+//! component in a page of Rust. Implement [`Adapter`] and call
+//! [`export_adapter!`] (or [`policy::Policy`] and [`export_policy!`](crate::export_policy)), build
+//! with `cargo build --target wasm32-wasip2 --release`, and drop the `.wasm`
+//! into the gateway's `plugins/` folder.
 //!
 //! ```ignore
 //! use tollgate_sdk::prelude::*;

@@ -114,3 +114,56 @@ async fn a_plugin_built_against_wit_0_1_0_still_serves() {
         "hello from old"
     );
 }
+
+/// `first` → `second`, each alias routed by the faulty policy fixture.
+async fn faulty_policy_gateway(
+    first_alias: &str,
+) -> (Mock, Mock, crate::support::gateway::Gateway) {
+    let first = Mock::start("first").await;
+    let second = Mock::start("second").await;
+    let gateway = Setup::new()
+        .provider("first", &first.base_url(), &[(first_alias, "f1")])
+        .provider("second", &second.base_url(), &[("second-chat", "s1")])
+        .fallbacks(&format!("{first_alias}: [second-chat]\n"))
+        .file("policies.yaml", "default: faulty-policy\n")
+        .plugin("faulty-policy", "faulty-policy")
+        .env("TOLLGATE_PLUGIN_DEADLINE_MS", "100")
+        .start();
+    (first, second, gateway)
+}
+
+#[tokio::test]
+async fn a_policy_that_traps_or_spins_leaves_the_chain_order() {
+    for alias in ["trap-chat", "spin-chat"] {
+        let (first, second, gateway) = faulty_policy_gateway(alias).await;
+        let reply = gateway.chat(hello(alias)).await;
+        assert_eq!(reply.status, 200, "{alias}: {}", reply.text);
+        assert_eq!(reply.header("x-tollgate-provider"), Some(alias));
+        assert_eq!((first.received().len(), second.received().len()), (1, 0));
+    }
+    // A working policy does reorder: this one reverses the chain.
+    let (first, _second, gateway) = faulty_policy_gateway("plain-chat").await;
+    let reply = gateway.chat(hello("plain-chat")).await;
+    assert_eq!(reply.header("x-tollgate-provider"), Some("second-chat"));
+    assert!(first.received().is_empty());
+}
+
+#[tokio::test]
+async fn after_a_failure_the_policy_can_stop_or_wait() {
+    use crate::support::mock::Behavior;
+    // Reversed, `second` goes first; make it fail.
+    let (first, second, gateway) = faulty_policy_gateway("stop-chat").await;
+    second.set(Behavior::status(500, "{}"));
+    let reply = gateway.chat(hello("stop-chat")).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.header("x-tollgate-attempts"), Some("1"));
+    assert!(first.received().is_empty(), "the policy said stop");
+
+    let (first, second, gateway) = faulty_policy_gateway("wait-chat").await;
+    second.set(Behavior::status(500, "{}"));
+    let started = std::time::Instant::now();
+    let reply = gateway.chat(hello("wait-chat")).await;
+    assert_eq!(reply.header("x-tollgate-provider"), Some("wait-chat"));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(first.received().len(), 1);
+}
