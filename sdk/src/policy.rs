@@ -1,4 +1,5 @@
-//! Routing policies: implement [`Policy`] and call [`export_policy!`].
+//! Routing policies: implement [`Policy`] and call
+//! [`export_policy!`](crate::export_policy).
 //!
 //! ```ignore
 //! use tollgate_sdk::policy::prelude::*;
@@ -96,7 +97,7 @@ pub fn headroom_fraction(candidate: &Candidate) -> f64 {
         .fold(1.0, f64::min)
 }
 
-/// Bridges a [`Policy`] to the generated WIT exports. Used by [`export_policy!`].
+/// Bridges a [`Policy`] to the generated WIT exports. Used by [`export_policy!`](crate::export_policy).
 #[doc(hidden)]
 pub struct Export<P>(PhantomData<P>);
 
