@@ -348,31 +348,23 @@ impl PluginHost {
 
     /// Instantiates once and calls `info`, under the same limits as a request.
     async fn smoke_test(&self, plugin: &LoadedPlugin) -> Result<PluginInfo> {
-        let mut store = self.store(&plugin.name);
-        let result = match &plugin.kind {
-            Kind::Adapter(pre) => match pre.instantiate_async(&mut store).await {
-                Ok(bindings) => {
-                    bindings
-                        .tollgate_plugin_adapter()
-                        .call_info(&mut store)
-                        .await
-                }
-                Err(e) => Err(e),
-            },
-            Kind::Policy(pre) => match pre.instantiate_async(&mut store).await {
-                Ok(bindings) => {
-                    bindings
-                        .tollgate_plugin_policy()
-                        .call_info(&mut store)
-                        .await
-                }
-                Err(e) => Err(e),
-            },
+        let info = match &plugin.kind {
+            Kind::Adapter(_) => {
+                let (mut store, bindings) = self.instantiate(plugin).await?;
+                let info = bindings
+                    .tollgate_plugin_adapter()
+                    .call_info(&mut store)
+                    .await;
+                info.map_err(|e| PluginError::from_trap(&plugin.name, e, store.data().last_words()))
+            }
+            Kind::Policy(_) => {
+                self.call_policy(plugin, async |bindings, store| {
+                    bindings.tollgate_plugin_policy().call_info(store).await
+                })
+                .await
+            }
         };
-        result.map_err(|e| {
-            let fault = PluginError::from_trap(&plugin.name, e, store.data().last_words());
-            anyhow::anyhow!("calling `info` failed: {fault}")
-        })
+        info.map_err(|fault| anyhow::anyhow!("calling `info` failed: {fault}"))
     }
 
     /// A store for one instance, with the sandbox's limits and deadline.

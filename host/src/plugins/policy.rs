@@ -43,9 +43,9 @@ impl PluginRuntime {
 }
 
 impl super::PluginHost {
-    async fn call_policy<T>(
+    pub(super) async fn call_policy<T>(
         &self,
-        policy: &Arc<LoadedPlugin>,
+        policy: &LoadedPlugin,
         call: impl AsyncFnOnce(
             &super::bindings::policy::PolicyPlugin,
             &mut wasmtime::Store<super::sandbox::Sandbox>,
