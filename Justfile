@@ -25,6 +25,14 @@ plugins:
 simday:
     cargo bench -p tollgate --bench simday
 
+# Tollgate against a direct call and a bare reverse proxy (the README's table).
+bench:
+    cargo bench -p tollgate --bench proxy
+
+# Ten minutes of load at concurrency 32, printing Tollgate's RSS as it goes.
+soak SECS="600":
+    cargo bench -p tollgate --bench proxy -- --soak {{SECS}}
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check

@@ -1,0 +1,637 @@
+//! Tollgate against a bare reverse proxy, on one machine, in one run.
+//!
+//! Three targets get the same load: (a) a fast mock upstream directly, (b) a
+//! bare reverse proxy in front of it (hyper server + pooled reqwest client,
+//! streaming bodies through: what any proxy must do at least), (c) the real
+//! `tollgate` binary with its real OpenAI adapter plugin, `free-first`
+//! policy plugin and ledger in the path. The mock and the proxy run as
+//! separate processes (this binary, re-executed in a role), so each one's
+//! memory is its own. Everything shares the machine's cores, as it would.
+//!
+//! `cargo bench -p tollgate --bench proxy` (or `just bench`) prints the
+//! README's table; `-- --soak SECS` runs the soak instead.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const ROLE: &str = "TOLLGATE_BENCH_ROLE";
+const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello from the mock"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}"#;
+const REQUEST: &str = r#"{"model":"bench-chat","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":16}"#;
+/// Chunks a streamed answer has, and the mock's pause between them.
+const CHUNKS: usize = 8;
+const CHUNK_GAP: Duration = Duration::from_millis(5);
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+// ------------------------------------------------------------------ roles
+
+/// Serves `handler` on an ephemeral port and prints `listening ADDR`.
+async fn serve<F, Fut>(handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("listening {}", listener.local_addr().unwrap());
+    loop {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream.set_nodelay(true).ok();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |r| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler(r).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The mock upstream: a fixed completion, or a stream of `CHUNKS` chunks;
+/// a body mentioning `hold` keeps its stream open for a minute.
+async fn mock(request: Request<Incoming>) -> Response<Body> {
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    if !text.contains("\"stream\":true") {
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(COMPLETION.as_bytes())).boxed())
+            .unwrap();
+    }
+    let hold = text.contains("hold");
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    tokio::spawn(async move {
+        for i in 0..CHUNKS {
+            let chunk = format!(
+                "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"w{i} \"}},\"finish_reason\":null}}]}}\n\n"
+            );
+            if tx.send(Ok(Frame::data(Bytes::from(chunk)))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(if hold {
+                Duration::from_secs(60)
+            } else {
+                CHUNK_GAP
+            })
+            .await;
+        }
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))))
+            .await;
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(BodyExt::boxed(StreamBody::new(tokio_stream(rx))))
+        .unwrap()
+}
+
+fn tokio_stream<T>(mut rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The bare proxy: forwards method, path, body and content type to the
+/// upstream with a pooled client, and streams the answer back.
+async fn proxy(
+    client: reqwest::Client,
+    upstream: String,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let url = format!("{upstream}{}", request.uri().path());
+    let method = request.method().clone();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let sent = client
+        .request(method, url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    let Ok(mut response) = sent else {
+        return Response::builder()
+            .status(502)
+            .body(Full::new(Bytes::new()).boxed())
+            .unwrap();
+    };
+    let mut out = Response::builder().status(response.status().as_u16());
+    if let Some(kind) = response.headers().get("content-type") {
+        out = out.header("content-type", kind.clone());
+    }
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            if tx.send(Ok(Frame::data(chunk))).await.is_err() {
+                return;
+            }
+        }
+    });
+    out.body(BodyExt::boxed(StreamBody::new(tokio_stream(rx))))
+        .unwrap()
+}
+
+fn run_role(role: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        match role {
+            "mock" => serve(mock).await,
+            "proxy" => {
+                let upstream = std::env::var("UPSTREAM").unwrap();
+                let client = reqwest::Client::builder()
+                    .tcp_nodelay(true)
+                    .no_proxy()
+                    .build()
+                    .unwrap();
+                serve(move |r| proxy(client.clone(), upstream.clone(), r)).await
+            }
+            other => panic!("unknown role {other}"),
+        }
+    });
+}
+
+// -------------------------------------------------------------- processes
+
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Process {
+    fn rss_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a command that prints its address on its first line of stdout.
+fn start(mut command: Command, prefix: &str) -> Process {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("bad first line {line:?}"));
+    let addr = addr.trim_start_matches("http://").parse().unwrap();
+    Process { child, addr }
+}
+
+fn role(name: &str, upstream: Option<SocketAddr>) -> Process {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env(ROLE, name);
+    if let Some(upstream) = upstream {
+        command.env("UPSTREAM", format!("http://{upstream}"));
+    }
+    start(command, "listening ")
+}
+
+fn tollgate(upstream: SocketAddr, dir: &std::path::Path) -> Process {
+    std::fs::create_dir_all(dir.join("providers")).unwrap();
+    std::fs::write(
+        dir.join("providers/bench.yaml"),
+        format!(
+            "name: bench\nflag: BENCH\nadapter: openai\nbase_url: http://{upstream}/v1\napi_key: ${{BENCH_KEY}}\ntier: free\nlimits: {{ rpm: 1000000000 }}\nmodels:\n  - {{ alias: bench-chat, model: m, mode: chat, limits: {{ rpd: 1000000000, tpm: 1000000000000 }} }}\n"
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    command
+        .current_dir(dir)
+        .args([
+            "serve",
+            "--config",
+            "providers",
+            "--plugins",
+            "plugins",
+            "--data",
+            "data",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("BENCH", "1")
+        .env("BENCH_KEY", "sk-bench")
+        .env("TOLLGATE_LOG", "warn")
+        .env("TOLLGATE_MAX_INSTANCES", "2048");
+    start(command, "tollgate listening on ")
+}
+
+// ------------------------------------------------------------------- load
+
+#[derive(Default, Clone)]
+struct Sample {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    /// Microseconds, sorted.
+    latencies: Vec<u32>,
+}
+
+impl Sample {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[i] as f64
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .no_proxy()
+        .pool_max_idle_per_host(4096)
+        .build()
+        .unwrap()
+}
+
+/// `concurrency` clients in a closed loop for `duration`.
+async fn closed_loop(url: &str, concurrency: usize, duration: Duration) -> Sample {
+    let client = client();
+    let started = Instant::now();
+    let stop = started + duration;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_owned());
+            tokio::spawn(async move {
+                let mut sample = Sample::default();
+                while Instant::now() < stop {
+                    let t = Instant::now();
+                    match one(&client, &url).await {
+                        true => {
+                            sample.requests += 1;
+                            sample.latencies.push(t.elapsed().as_micros() as u32);
+                        }
+                        false => sample.errors += 1,
+                    }
+                }
+                sample
+            })
+        })
+        .collect();
+    merge(tasks, started).await
+}
+
+/// An open loop at `rate` requests a second for `duration`: latency as a
+/// client arriving on schedule sees it.
+async fn fixed_rate(url: &str, rate: u64, duration: Duration) -> Sample {
+    let client = client();
+    let started = Instant::now();
+    let count = rate * duration.as_secs();
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.to_owned());
+            let at = started + Duration::from_nanos(i * 1_000_000_000 / rate);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                let mut sample = Sample::default();
+                let t = Instant::now();
+                if one(&client, &url).await {
+                    sample.requests = 1;
+                    sample.latencies.push(t.elapsed().as_micros() as u32);
+                } else {
+                    sample.errors = 1;
+                }
+                sample
+            })
+        })
+        .collect();
+    merge(tasks, started).await
+}
+
+async fn merge(tasks: Vec<tokio::task::JoinHandle<Sample>>, started: Instant) -> Sample {
+    let mut total = Sample::default();
+    for task in tasks {
+        let sample = task.await.unwrap();
+        total.requests += sample.requests;
+        total.errors += sample.errors;
+        total.latencies.extend(sample.latencies);
+    }
+    total.seconds = started.elapsed().as_secs_f64();
+    total.latencies.sort_unstable();
+    total
+}
+
+async fn one(client: &reqwest::Client, url: &str) -> bool {
+    let Ok(response) = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(REQUEST)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    response.status().is_success() && response.bytes().await.is_ok_and(|b| b.len() > 100)
+}
+
+/// Time to the first chunk and the mean gap between chunks, µs, over
+/// `streams` sequential streams.
+async fn streaming(url: &str, streams: usize) -> (Sample, f64) {
+    let client = client();
+    let body = REQUEST.replace("\"max_tokens\":16", "\"max_tokens\":16,\"stream\":true");
+    let mut ttfb = Sample::default();
+    let mut gaps = Vec::new();
+    let started = Instant::now();
+    for _ in 0..streams {
+        let t = Instant::now();
+        let Ok(mut response) = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+        else {
+            ttfb.errors += 1;
+            continue;
+        };
+        let mut last = None;
+        let mut first = true;
+        while let Ok(Some(_)) = response.chunk().await {
+            let now = Instant::now();
+            if first {
+                ttfb.latencies
+                    .push(now.duration_since(t).as_micros() as u32);
+                first = false;
+            } else if let Some(last) = last {
+                gaps.push(now.duration_since(last).as_micros() as f64);
+            }
+            last = Some(now);
+        }
+        ttfb.requests += 1;
+    }
+    ttfb.seconds = started.elapsed().as_secs_f64();
+    ttfb.latencies.sort_unstable();
+    let gap = gaps.iter().sum::<f64>() / gaps.len().max(1) as f64;
+    (ttfb, gap)
+}
+
+/// Opens `count` streams that stay open, and returns once each has
+/// delivered its first chunk (the connections are kept by the caller).
+async fn open_streams(url: &str, count: usize) -> Vec<reqwest::Response> {
+    let client = client();
+    let body = REQUEST.replace(
+        "\"max_tokens\":16",
+        "\"max_tokens\":16,\"stream\":true,\"user\":\"hold\"",
+    );
+    let tasks: Vec<_> = (0..count)
+        .map(|_| {
+            let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
+            tokio::spawn(async move {
+                let mut response = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .ok()?;
+                response.chunk().await.ok()??;
+                Some(response)
+            })
+        })
+        .collect();
+    let mut open = Vec::new();
+    for task in tasks {
+        if let Some(response) = task.await.unwrap() {
+            open.push(response);
+        }
+    }
+    open
+}
+
+// ------------------------------------------------------------------ report
+
+struct Row {
+    c1: Sample,
+    c32: Sample,
+    rate: Sample,
+    ttfb: Sample,
+    gap: f64,
+    peak_rss_kb: u64,
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        return run_role(&role);
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let soak = args.iter().position(|a| a == "--soak").map(|i| {
+        args.get(i + 1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(600u64)
+    });
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mock = role("mock", None);
+    let bare = role("proxy", Some(mock.addr));
+    let gateway = tollgate(mock.addr, dir.path());
+    std::thread::sleep(Duration::from_millis(300));
+    let idle_rss = gateway.rss_kb("VmRSS:");
+    if let Some(secs) = soak {
+        return runtime.block_on(soak_run(&gateway, secs, idle_rss));
+    }
+    let duration = Duration::from_secs(seconds);
+    let targets: [(&'static str, Option<&Process>, SocketAddr); 3] = [
+        ("direct to the mock", None, mock.addr),
+        ("bare proxy", Some(&bare), bare.addr),
+        ("tollgate", Some(&gateway), gateway.addr),
+    ];
+    let mut rows = Vec::new();
+    for (name, process, addr) in targets {
+        let url = format!("http://{addr}/v1/chat/completions");
+        let row = runtime.block_on(async {
+            closed_loop(&url, 32, Duration::from_secs(1)).await; // warm-up
+            let c1 = closed_loop(&url, 1, duration).await;
+            let c32 = closed_loop(&url, 32, duration).await;
+            let rate = fixed_rate(&url, 1000, duration).await;
+            let (ttfb, gap) = streaming(&url, 200).await;
+            eprintln!("measured: {name}");
+            Row {
+                c1,
+                c32,
+                rate,
+                ttfb,
+                gap,
+                peak_rss_kb: process.map_or(0, |p| p.rss_kb("VmHWM:")),
+            }
+        });
+        rows.push(row);
+    }
+    let streams_rss = runtime.block_on(async {
+        let url = format!("http://{}/v1/chat/completions", gateway.addr);
+        let open = open_streams(&url, 1000).await;
+        let rss = gateway.rss_kb("VmRSS:");
+        (open.len(), rss)
+    });
+    report(&rows, idle_rss, streams_rss, seconds);
+}
+
+fn report(rows: &[Row], idle_rss: u64, (streams, streams_rss): (usize, u64), seconds: u64) {
+    let bare = &rows[1];
+    let direct = &rows[0];
+    println!("{seconds} s per measurement; every process on the same cores.\n");
+    println!("| | direct to the mock | bare proxy | tollgate | tollgate / bare proxy |");
+    println!("|---|---|---|---|---|");
+    let line = |label: &str, f: &dyn Fn(&Row) -> f64, unit: &str, ratio: bool| {
+        let values: Vec<f64> = rows.iter().map(f).collect();
+        let ratio = if ratio && values[1] > 0.0 {
+            format!("{:.2}×", values[2] / values[1])
+        } else {
+            "".into()
+        };
+        println!(
+            "| {label} | {:.0}{unit} | {:.0}{unit} | {:.0}{unit} | {ratio} |",
+            values[0], values[1], values[2]
+        );
+    };
+    line("requests/s, concurrency 1", &|r| r.c1.rps(), "", true);
+    line("requests/s, concurrency 32", &|r| r.c32.rps(), "", true);
+    line(
+        "p50 latency, concurrency 1",
+        &|r| r.c1.pct(0.5),
+        " µs",
+        true,
+    );
+    line(
+        "p99 latency, concurrency 1",
+        &|r| r.c1.pct(0.99),
+        " µs",
+        true,
+    );
+    line(
+        "p50 latency, concurrency 32",
+        &|r| r.c32.pct(0.5),
+        " µs",
+        true,
+    );
+    line(
+        "p99 latency, concurrency 32",
+        &|r| r.c32.pct(0.99),
+        " µs",
+        true,
+    );
+    line(
+        "p50 latency at 1,000 requests/s",
+        &|r| r.rate.pct(0.5),
+        " µs",
+        true,
+    );
+    line(
+        "p99 latency at 1,000 requests/s",
+        &|r| r.rate.pct(0.99),
+        " µs",
+        true,
+    );
+    line(
+        "stream: p50 time to first chunk",
+        &|r| r.ttfb.pct(0.5),
+        " µs",
+        true,
+    );
+    line("stream: mean gap between chunks", &|r| r.gap, " µs", true);
+    println!(
+        "| peak RSS | | {} MB | {} MB | {:.2}× |",
+        bare.peak_rss_kb / 1024,
+        rows[2].peak_rss_kb / 1024,
+        rows[2].peak_rss_kb as f64 / bare.peak_rss_kb.max(1) as f64
+    );
+    let added = |r: &Row| r.c1.pct(0.5) - direct.c1.pct(0.5);
+    println!(
+        "\nadded p50 over direct at concurrency 1: bare proxy {:.0} µs, tollgate {:.0} µs",
+        added(bare),
+        added(&rows[2])
+    );
+    println!(
+        "added time to first chunk over direct: bare proxy {:.0} µs, tollgate {:.0} µs",
+        bare.ttfb.pct(0.5) - direct.ttfb.pct(0.5),
+        rows[2].ttfb.pct(0.5) - direct.ttfb.pct(0.5)
+    );
+    println!(
+        "tollgate RSS: {} MB idle; {} MB with {streams} streams open",
+        idle_rss / 1024,
+        streams_rss / 1024
+    );
+    let errors: u64 = rows
+        .iter()
+        .map(|r| r.c1.errors + r.c32.errors + r.rate.errors + r.ttfb.errors)
+        .sum();
+    println!("errors: {errors}");
+}
+
+/// Load at concurrency 32 for `secs`, printing Tollgate's RSS every 10 s.
+async fn soak_run(gateway: &Process, secs: u64, idle_rss: u64) {
+    let url = Arc::new(format!("http://{}/v1/chat/completions", gateway.addr));
+    println!(
+        "soak: {secs} s at concurrency 32; RSS idle {} MB",
+        idle_rss / 1024
+    );
+    let load = {
+        let url = url.clone();
+        tokio::spawn(async move { closed_loop(&url, 32, Duration::from_secs(secs)).await })
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        println!(
+            "{:>5} s  RSS {:>4} MB",
+            started.elapsed().as_secs(),
+            gateway.rss_kb("VmRSS:") / 1024
+        );
+    }
+    let sample = load.await.unwrap();
+    println!(
+        "{} requests, {} errors, {:.0}/s",
+        sample.requests,
+        sample.errors,
+        sample.rps()
+    );
+}
