@@ -521,9 +521,9 @@ fn report(rows: &[Row], idle_rss: u64, (streams, streams_rss): (usize, u64), sec
     println!("{seconds} s per measurement; every process on the same cores.\n");
     println!("| | direct to the mock | bare proxy | tollgate | tollgate / bare proxy |");
     println!("|---|---|---|---|---|");
-    let line = |label: &str, f: &dyn Fn(&Row) -> f64, unit: &str, ratio: bool| {
+    let line = |label: &str, f: &dyn Fn(&Row) -> f64, unit: &str| {
         let values: Vec<f64> = rows.iter().map(f).collect();
-        let ratio = if ratio && values[1] > 0.0 {
+        let ratio = if values[1] > 0.0 {
             format!("{:.2}×", values[2] / values[1])
         } else {
             "".into()
@@ -533,51 +533,28 @@ fn report(rows: &[Row], idle_rss: u64, (streams, streams_rss): (usize, u64), sec
             values[0], values[1], values[2]
         );
     };
-    line("requests/s, concurrency 1", &|r| r.c1.rps(), "", true);
-    line("requests/s, concurrency 32", &|r| r.c32.rps(), "", true);
-    line(
-        "p50 latency, concurrency 1",
-        &|r| r.c1.pct(0.5),
-        " µs",
-        true,
-    );
-    line(
-        "p99 latency, concurrency 1",
-        &|r| r.c1.pct(0.99),
-        " µs",
-        true,
-    );
-    line(
-        "p50 latency, concurrency 32",
-        &|r| r.c32.pct(0.5),
-        " µs",
-        true,
-    );
-    line(
-        "p99 latency, concurrency 32",
-        &|r| r.c32.pct(0.99),
-        " µs",
-        true,
-    );
+    line("requests/s, concurrency 1", &|r| r.c1.rps(), "");
+    line("requests/s, concurrency 32", &|r| r.c32.rps(), "");
+    line("p50 latency, concurrency 1", &|r| r.c1.pct(0.5), " µs");
+    line("p99 latency, concurrency 1", &|r| r.c1.pct(0.99), " µs");
+    line("p50 latency, concurrency 32", &|r| r.c32.pct(0.5), " µs");
+    line("p99 latency, concurrency 32", &|r| r.c32.pct(0.99), " µs");
     line(
         "p50 latency at 1,000 requests/s",
         &|r| r.rate.pct(0.5),
         " µs",
-        true,
     );
     line(
         "p99 latency at 1,000 requests/s",
         &|r| r.rate.pct(0.99),
         " µs",
-        true,
     );
     line(
         "stream: p50 time to first chunk",
         &|r| r.ttfb.pct(0.5),
         " µs",
-        true,
     );
-    line("stream: mean gap between chunks", &|r| r.gap, " µs", true);
+    line("stream: mean gap between chunks", &|r| r.gap, " µs");
     println!(
         "| peak RSS | | {} MB | {} MB | {:.2}× |",
         bare.peak_rss_kb / 1024,

@@ -754,7 +754,7 @@ fn main() {
         two
     );
     println!(
-        "| whole request in this run (router, plugin, HTTP to mock) | {:.0} µs |",
+        "| whole request in this run (router, policy and adapter plugins, HTTP to mock) | {:.0} µs |",
         per_request_us
     );
     println!(

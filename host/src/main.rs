@@ -162,14 +162,8 @@ async fn load(sources: &Sources, env: &env::Env) -> Result<(Catalog, PluginRunti
             sources.config.display()
         );
     }
-    let catalog = Catalog::load(&sources.config, env, &|name| {
-        plugins.adapter(name).is_some()
-    })
-    .and_then(|catalog| {
-        catalog.check_policies(&|name| plugins.policy(name).is_some())?;
-        Ok(catalog)
-    })
-    .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let catalog = reload::load_catalog(&sources.config, env, &plugins)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     Ok((catalog, plugins))
 }
 

@@ -13,9 +13,10 @@
 //! `/admin/plugins`; the previous generation keeps serving. The ledger is
 //! shared by every generation, so counts carry over.
 
-use crate::config::Catalog;
+use crate::config::{Catalog, ConfigError};
 use crate::env::Env;
-use crate::plugins::LoadFailure;
+use crate::ledger::clock::{Clock, SystemClock};
+use crate::plugins::{LoadFailure, PluginRuntime};
 use crate::router::Gateway;
 use crate::server::AppState;
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -148,14 +149,7 @@ async fn next_generation(
         .await
         .map_err(|e| (format!("{e:#}"), None))?;
     let failures = plugins.failures().to_vec();
-    let catalog = Catalog::load(&watched.config, &env, &|name| {
-        plugins.adapter(name).is_some()
-    })
-    .and_then(|catalog| {
-        catalog.check_policies(&|name| plugins.policy(name).is_some())?;
-        Ok(catalog)
-    })
-    .map_err(|e| {
+    let catalog = load_catalog(&watched.config, &env, &plugins).map_err(|e| {
         (
             format!("invalid configuration:\n{e}"),
             Some(failures.clone()),
@@ -177,10 +171,20 @@ async fn next_generation(
     Ok((gateway, summary))
 }
 
+/// The catalogue in `dir`, checked against the adapters and policies of a
+/// plugin generation. Startup, `tollgate check` and every reload use it.
+pub fn load_catalog(
+    dir: &Path,
+    env: &Env,
+    plugins: &PluginRuntime,
+) -> Result<Catalog, ConfigError> {
+    let catalog = Catalog::load(dir, env, &|name| plugins.adapter(name).is_some())?;
+    catalog.check_policies(&|name| plugins.policy(name).is_some())?;
+    Ok(catalog)
+}
+
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemClock.now_ms()
 }
 
 #[cfg(test)]

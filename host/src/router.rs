@@ -91,6 +91,13 @@ impl Note {
     }
 }
 
+/// The policy routing a request with more than one candidate, and what it
+/// is told of the request.
+struct Routing<'a> {
+    policy: &'a Arc<LoadedPlugin>,
+    shape: RequestShape,
+}
+
 /// The ledger's side of one attempt, settled exactly once however the
 /// attempt ends (a stream carries it to its last chunk).
 struct Hold {
@@ -199,9 +206,15 @@ impl Gateway {
             ))
             .into_response();
         }
-        let policy = self.policy_for(alias);
-        let shape = crate::policy::request_shape(alias, mode, &estimate, request.stream);
-        let candidates = self.order(policy, &shape, candidates).await;
+        // A single candidate has nothing to order: no policy call, no shape.
+        let routing = self
+            .policy_for(alias)
+            .filter(|_| candidates.len() > 1)
+            .map(|policy| Routing {
+                policy,
+                shape: crate::policy::request_shape(alias, mode, &estimate, request.stream),
+            });
+        let candidates = self.order(routing.as_ref(), candidates).await;
         let mut notes: Vec<Note> = Vec::new();
         for (index, model) in candidates.iter().enumerate() {
             let Some(plan) = self.plans.get(&model.alias) else {
@@ -244,7 +257,7 @@ impl Gateway {
                     let left = (candidates.len() - index - 1) as u32;
                     if left > 0
                         && !self
-                            .go_on(policy, &shape, model, kind, hold.status, left)
+                            .go_on(routing.as_ref(), model, kind, hold.status, left)
                             .await
                     {
                         break;
@@ -264,11 +277,10 @@ impl Gateway {
     /// deadline) leaves the chain's order, with a warning.
     async fn order(
         &self,
-        policy: Option<&Arc<LoadedPlugin>>,
-        shape: &RequestShape,
+        routing: Option<&Routing<'_>>,
         candidates: Vec<Arc<Model>>,
     ) -> Vec<Arc<Model>> {
-        let Some(policy) = policy.filter(|_| candidates.len() > 1) else {
+        let Some(Routing { policy, shape }) = routing else {
             return candidates;
         };
         let seen: Vec<Candidate> = candidates
@@ -294,14 +306,13 @@ impl Gateway {
     /// it says so). A policy that fails means go on.
     async fn go_on(
         &self,
-        policy: Option<&Arc<LoadedPlugin>>,
-        shape: &RequestShape,
+        routing: Option<&Routing<'_>>,
         model: &Model,
         kind: FailureKind,
         status: Option<u16>,
         left: u32,
     ) -> bool {
-        let Some(policy) = policy else {
+        let Some(Routing { policy, shape }) = routing else {
             return true;
         };
         let failed = FailedAttempt {

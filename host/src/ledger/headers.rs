@@ -63,6 +63,9 @@ impl RateHeaders {
         let mut groups: Vec<(String, Partial)> = Vec::new();
         let mut parsed = RateHeaders::default();
         for (name, value) in headers {
+            if !is_rate_header(name) {
+                continue;
+            }
             let name = name.to_ascii_lowercase();
             let value = value.trim();
             if name == "retry-after-ms" {
@@ -129,6 +132,16 @@ impl RateHeaders {
             .filter_map(|r| r.reset_in_ms)
             .max()
     }
+}
+
+/// Whether a header is one this module reads, without allocating: every
+/// upstream response's headers pass through here.
+fn is_rate_header(name: &str) -> bool {
+    let starts = |prefix: &str| {
+        name.len() >= prefix.len()
+            && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
+    starts("x-ratelimit-") || starts("retry-after")
 }
 
 /// A reset as a duration (`2m59.56s`, `20ms`, `7.66`) or a Unix timestamp in

@@ -68,24 +68,26 @@ impl Health {
     const SHIFT: u32 = 3;
 
     pub fn record(&self, ok: bool, latency_ms: Option<f64>) {
-        let blend = |old: u32, new: u32| -> u32 {
-            if old == 0 {
-                new
-            } else {
-                ((old as i64 + ((new as i64 - old as i64) >> Self::SHIFT)).max(0)) as u32
-            }
-        };
-        let sample = if ok { 0 } else { 65_535 };
-        let old = self.errors.load(Ordering::Relaxed);
-        self.errors.store(
-            ((old as i64 + ((sample as i64 - old as i64) >> Self::SHIFT)).max(0)) as u32,
-            Ordering::Relaxed,
-        );
+        Self::blend(&self.errors, if ok { 0 } else { 65_535 }, false);
         if let Some(ms) = latency_ms {
-            let new = (ms * 16.0).clamp(1.0, u32::MAX as f64) as u32;
-            let old = self.latency.load(Ordering::Relaxed);
-            self.latency.store(blend(old, new), Ordering::Relaxed);
+            Self::blend(
+                &self.latency,
+                (ms * 16.0).clamp(1.0, u32::MAX as f64) as u32,
+                true,
+            );
         }
+    }
+
+    /// Moves `stat` an eighth of the way to `sample`; a latency never
+    /// measured (0) takes the first sample as it is.
+    fn blend(stat: &AtomicU32, sample: u32, seed: bool) {
+        let old = stat.load(Ordering::Relaxed);
+        let new = if seed && old == 0 {
+            sample
+        } else {
+            (old as i64 + ((sample as i64 - old as i64) >> Self::SHIFT)).max(0) as u32
+        };
+        stat.store(new, Ordering::Relaxed);
     }
 
     /// (error rate 0–1, latency in ms; 0 when never measured).

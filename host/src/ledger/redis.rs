@@ -6,6 +6,7 @@
 //! being unreachable does not stop the gateway: requests go on unmetered (the
 //! providers' own 429s still steer the fallback) and each failure is logged.
 
+use super::clock::{Clock, SystemClock};
 use super::plan::{Level, Plan, Scope};
 use super::report::Row;
 use super::window::{Full, Refill, Rule, calendar_end, calendar_start};
@@ -13,7 +14,7 @@ use super::{Amounts, Cool, Denial, FIRST_BACKOFF_MS, LedgerError, MAX_BACKOFF_MS
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const SCRIPT: &str = include_str!("ledger.lua");
 
@@ -70,9 +71,7 @@ impl Shared {
     }
 
     fn warn(&self, what: &str, error: &redis::RedisError) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = SystemClock.now_ms() / 1000;
         let last = self.last_warning.load(Ordering::Relaxed);
         if now >= last + 10
             && self

@@ -54,6 +54,18 @@ impl Fixture {
     fn plan(&self, alias: &str) -> Arc<Plan> {
         self.ledger.plan(self.catalog.model(alias).unwrap())
     }
+
+    /// Reserves one attempt (which must fit) and settles it.
+    async fn attempt(
+        &self,
+        plan: &Arc<Plan>,
+        estimate: &Estimate,
+        outcome: Outcome,
+        headers: &RateHeaders,
+    ) {
+        let reservation = self.ledger.reserve(plan, estimate).await.unwrap();
+        reservation.settle(outcome, headers).await;
+    }
 }
 
 fn small_request() -> Estimate {
@@ -77,8 +89,8 @@ async fn provider_and_model_limits_both_apply() {
     let none = RateHeaders::default();
     // rpm 3 is provider-wide: two on one model and one on the other use it up.
     for plan in [&small, &small, &big] {
-        let r = f.ledger.reserve(plan, &small_request()).await.unwrap();
-        r.settle(served(10, 5), &none).await;
+        f.attempt(plan, &small_request(), served(10, 5), &none)
+            .await;
     }
     let denial = f
         .ledger
@@ -95,8 +107,8 @@ async fn provider_and_model_limits_both_apply() {
     // A minute later the provider window has room; the model's day has 3 left.
     f.clock.advance(MINUTE_MS + SECOND_MS);
     for _ in 0..3 {
-        let r = f.ledger.reserve(&small, &small_request()).await.unwrap();
-        r.settle(served(10, 5), &none).await;
+        f.attempt(&small, &small_request(), served(10, 5), &none)
+            .await;
     }
     f.clock.advance(MINUTE_MS + SECOND_MS);
     let denial = f
@@ -168,8 +180,8 @@ async fn a_429_cools_the_model_until_the_stated_reset() {
     let big = f.plan("big");
     let small = f.plan("small");
     let headers = RateHeaders::parse([("retry-after", "7")], f.clock.now_ms());
-    let r = f.ledger.reserve(&big, &small_request()).await.unwrap();
-    r.settle(Outcome::RateLimited, &headers).await;
+    f.attempt(&big, &small_request(), Outcome::RateLimited, &headers)
+        .await;
     let denial = f
         .ledger
         .reserve(&big, &small_request())
@@ -196,8 +208,8 @@ async fn a_429_without_headers_backs_off_exponentially_and_bounded() {
     let none = RateHeaders::default();
     let mut waits = Vec::new();
     for _ in 0..12 {
-        let r = f.ledger.reserve(&big, &small_request()).await.unwrap();
-        r.settle(Outcome::RateLimited, &none).await;
+        f.attempt(&big, &small_request(), Outcome::RateLimited, &none)
+            .await;
         let until = f
             .ledger
             .reserve(&big, &small_request())
@@ -212,10 +224,9 @@ async fn a_429_without_headers_backs_off_exponentially_and_bounded() {
     assert_eq!(&waits[..4], &[1_000, 2_000, 4_000, 8_000]);
     assert_eq!(*waits.last().unwrap(), MAX_BACKOFF_MS);
     // A success resets the streak.
-    let r = f.ledger.reserve(&big, &small_request()).await.unwrap();
-    r.settle(served(1, 1), &none).await;
-    let r = f.ledger.reserve(&big, &small_request()).await.unwrap();
-    r.settle(Outcome::RateLimited, &none).await;
+    f.attempt(&big, &small_request(), served(1, 1), &none).await;
+    f.attempt(&big, &small_request(), Outcome::RateLimited, &none)
+        .await;
     let until = f
         .ledger
         .reserve(&big, &small_request())
@@ -237,8 +248,7 @@ async fn a_spent_credit_cools_the_provider_until_next_month() {
         prompt_tokens: 6,
         completion_cap: Some(4),
     };
-    let r = f.ledger.reserve(&priced, &tiny).await.unwrap();
-    r.settle(served(6, 4), &none).await;
+    f.attempt(&priced, &tiny, served(6, 4), &none).await;
     assert!(matches!(
         f.ledger.reserve(&priced, &tiny).await,
         Err(Denial::Full {
@@ -249,8 +259,8 @@ async fn a_spent_credit_cools_the_provider_until_next_month() {
     // The provider itself says the credit is gone (402) before we think so.
     let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
     let priced = f.plan("priced");
-    let r = f.ledger.reserve(&priced, &tiny).await.unwrap();
-    r.settle(Outcome::QuotaExhausted, &none).await;
+    f.attempt(&priced, &tiny, Outcome::QuotaExhausted, &none)
+        .await;
     let denial = f.ledger.reserve(&priced, &tiny).await.err().unwrap();
     assert_eq!(denial.retry_at(), Some(utc(2026, 12, 1, 0, 0)));
 }
@@ -268,10 +278,15 @@ async fn headers_correct_the_count() {
         ],
         f.clock.now_ms(),
     );
-    let r = f.ledger.reserve(&small, &small_request()).await.unwrap();
-    r.settle(served(1, 1), &headers).await;
-    let r = f.ledger.reserve(&small, &small_request()).await.unwrap();
-    r.settle(served(1, 1), &RateHeaders::default()).await;
+    f.attempt(&small, &small_request(), served(1, 1), &headers)
+        .await;
+    f.attempt(
+        &small,
+        &small_request(),
+        served(1, 1),
+        &RateHeaders::default(),
+    )
+    .await;
     assert!(matches!(
         f.ledger.reserve(&small, &small_request()).await,
         Err(Denial::Full { window: "rpd", .. })
@@ -289,8 +304,13 @@ async fn counts_survive_a_restart_through_the_store() {
         );
         let small = f.plan("small");
         for _ in 0..3 {
-            let r = f.ledger.reserve(&small, &small_request()).await.unwrap();
-            r.settle(served(10, 10), &RateHeaders::default()).await;
+            f.attempt(
+                &small,
+                &small_request(),
+                served(10, 10),
+                &RateHeaders::default(),
+            )
+            .await;
         }
         f.ledger.flush().await;
     }
@@ -301,8 +321,13 @@ async fn counts_survive_a_restart_through_the_store() {
     );
     let small = f.plan("small");
     for _ in 0..2 {
-        let r = f.ledger.reserve(&small, &small_request()).await.unwrap();
-        r.settle(served(10, 10), &RateHeaders::default()).await;
+        f.attempt(
+            &small,
+            &small_request(),
+            served(10, 10),
+            &RateHeaders::default(),
+        )
+        .await;
     }
     assert!(matches!(
         f.ledger.reserve(&small, &small_request()).await,

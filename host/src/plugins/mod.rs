@@ -22,6 +22,7 @@ mod policy;
 mod sandbox;
 mod session;
 
+use crate::ledger::clock::{Clock, SystemClock};
 use anyhow::{Context, Result};
 use bindings::policy::PolicyPluginPre;
 use bindings::{AdapterPluginPre, PluginInfo};
@@ -84,6 +85,13 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    fn instantiate(plugin: &Arc<str>, reason: impl std::fmt::Display) -> Self {
+        PluginError::Instantiate {
+            plugin: plugin.clone(),
+            reason: format!("{reason:#}"),
+        }
+    }
+
     fn from_trap(plugin: &Arc<str>, error: wasmtime::Error, last_words: Option<String>) -> Self {
         let plugin = plugin.clone();
         match error.downcast_ref::<wasmtime::Trap>() {
@@ -334,7 +342,7 @@ impl PluginHost {
             source,
             digest,
             wit_version,
-            loaded_at: now_ms(),
+            loaded_at: SystemClock.now_ms(),
             info: PluginInfo {
                 name: name.to_owned(),
                 version: String::new(),
@@ -381,19 +389,16 @@ impl PluginHost {
         plugin: &LoadedPlugin,
     ) -> Result<(Store<Sandbox>, bindings::AdapterPlugin), PluginError> {
         let Kind::Adapter(pre) = &plugin.kind else {
-            return Err(PluginError::Instantiate {
-                plugin: plugin.name.clone(),
-                reason: "it is not an adapter".into(),
-            });
+            return Err(PluginError::instantiate(
+                &plugin.name,
+                "it is not an adapter",
+            ));
         };
         let mut store = self.store(&plugin.name);
-        let bindings =
-            pre.instantiate_async(&mut store)
-                .await
-                .map_err(|e| PluginError::Instantiate {
-                    plugin: plugin.name.clone(),
-                    reason: format!("{e:#}"),
-                })?;
+        let bindings = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| PluginError::instantiate(&plugin.name, e))?;
         Ok((store, bindings))
     }
 
@@ -428,10 +433,4 @@ fn wit_version(engine: &Engine, component: &wasmtime::component::Component) -> O
                 .iter()
                 .find_map(|prefix| name.strip_prefix(prefix).map(str::to_owned))
         })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

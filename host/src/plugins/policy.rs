@@ -52,10 +52,7 @@ impl super::PluginHost {
         ) -> wasmtime::Result<T>,
     ) -> Result<T, PluginError> {
         let Kind::Policy(pre) = &policy.kind else {
-            return Err(PluginError::Instantiate {
-                plugin: policy.name.clone(),
-                reason: "it is not a policy".into(),
-            });
+            return Err(PluginError::instantiate(&policy.name, "it is not a policy"));
         };
         let _slot = self
             .slots
@@ -64,13 +61,10 @@ impl super::PluginHost {
             .await
             .expect("the instance semaphore is never closed");
         let mut store = self.store(&policy.name);
-        let bindings =
-            pre.instantiate_async(&mut store)
-                .await
-                .map_err(|e| PluginError::Instantiate {
-                    plugin: policy.name.clone(),
-                    reason: format!("{e:#}"),
-                })?;
+        let bindings = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| PluginError::instantiate(&policy.name, e))?;
         match call(&bindings, &mut store).await {
             Ok(value) => Ok(value),
             Err(e) => Err(PluginError::from_trap(
