@@ -4,19 +4,20 @@
 //! the status that matches it, so OpenAI SDKs raise their usual exceptions.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type of every response: whole or streamed.
-pub type Body = BoxBody<Bytes, BodyError>;
+/// The body type of every response: whole or streamed. Not `Sync`: a
+/// streamed body owns its plugin instance, and hyper never shares a body.
+pub type Body = UnsyncBoxBody<Bytes, BodyError>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
-        .boxed()
+        .boxed_unsync()
 }
 
 /// A JSON response with the given status.

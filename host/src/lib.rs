@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod plugins;
 pub mod policy;
 pub mod redact;
+mod relay;
 pub mod reload;
 pub mod report;
 pub mod router;

@@ -148,6 +148,9 @@ fn limits(env: &env::Env) -> Result<Limits> {
     if let Some(n) = number("TOLLGATE_MAX_INSTANCES")? {
         limits.max_instances = n.clamp(1, 10_000) as u32;
     }
+    if let Some(n) = number("TOLLGATE_SPARE_INSTANCES")? {
+        limits.spare_instances = n.min(64) as usize;
+    }
     Ok(limits)
 }
 

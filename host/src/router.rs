@@ -15,7 +15,7 @@
 //! candidate fails. The reservation is settled with the real usage and the
 //! provider's rate-limit headers when the attempt ends, however it ends.
 
-use crate::api::{ApiError, Body, BodyError, json_response};
+use crate::api::{ApiError, Body, json_response};
 use crate::config::{Catalog, Model};
 use crate::ledger::estimate::Estimate;
 use crate::ledger::headers::RateHeaders;
@@ -25,16 +25,14 @@ use crate::plugins::bindings::policy::{Candidate, FailedAttempt, NextStep, Reque
 use crate::plugins::bindings::{
     self, ClientRequest, FailureKind, ResponseKind, Target, UpstreamResponse,
 };
-use crate::plugins::{LoadedPlugin, PluginRuntime, Session, StreamSession};
+use crate::plugins::{LoadedPlugin, PluginRuntime, Session};
 use crate::redact::Redactor;
+use crate::relay::{Committed, Relay};
 use crate::upstream::{self, UpstreamError, Upstreams};
-use bytes::Bytes;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Response header naming the alias that served the request.
 pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
@@ -100,7 +98,7 @@ struct Routing<'a> {
 
 /// The ledger's side of one attempt, settled exactly once however the
 /// attempt ends (a stream carries it to its last chunk).
-struct Hold {
+pub(crate) struct Hold {
     reservation: Option<Reservation>,
     headers: RateHeaders,
     /// Whether the request reached the provider (it then counts).
@@ -110,7 +108,7 @@ struct Hold {
 }
 
 impl Hold {
-    async fn settle(&mut self, outcome: Outcome) {
+    pub(crate) async fn settle(&mut self, outcome: Outcome) {
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(outcome, &self.headers).await;
         }
@@ -523,14 +521,12 @@ impl Gateway {
                 "the upstream closed the stream without sending anything",
             ));
         }
-        let (tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(32);
-        let pump = Pump {
-            tx,
+        let relay = Relay::new(Committed {
             translator,
             response,
             idle,
             usage,
-            model_alias: model.alias.clone(),
+            alias: model.alias.clone(),
             redactor: self.redactor.clone(),
             hold: Hold {
                 reservation: hold.reservation.take(),
@@ -538,122 +534,11 @@ impl Gateway {
                 sent: true,
                 status: hold.status,
             },
-        };
-        tokio::spawn(pump.run(first, done));
-        Ok(sse_response(rx))
+            first,
+            done,
+        });
+        Ok(relay.into_response())
     }
-}
-
-/// Carries a committed stream to the client.
-struct Pump {
-    tx: mpsc::Sender<Result<Bytes, BodyError>>,
-    translator: StreamSession,
-    response: reqwest::Response,
-    idle: std::time::Duration,
-    usage: Option<bindings::Usage>,
-    model_alias: String,
-    redactor: Redactor,
-    /// Settled when the stream ends; dropped (counted as estimated) when the
-    /// client goes away first.
-    hold: Hold,
-}
-
-impl Pump {
-    async fn run(mut self, first: Vec<String>, mut done: bool) {
-        if !send_chunks(&self.tx, first).await {
-            return;
-        }
-        while !done {
-            let next = tokio::select! {
-                next = upstream::next_chunk(&mut self.response, self.idle) => next,
-                _ = self.tx.closed() => return,
-            };
-            let output = match next {
-                Ok(Some(bytes)) => self.translator.push(&bytes).await,
-                Ok(None) => {
-                    done = true;
-                    self.translator.finish().await
-                }
-                Err(e) => return self.fail(e.to_string()).await,
-            };
-            let output = match output {
-                Ok(Ok(output)) => output,
-                Ok(Err(e)) => {
-                    return self
-                        .fail(format!("the adapter rejected the stream: {e}"))
-                        .await;
-                }
-                Err(e) => return self.fail(e.to_string()).await,
-            };
-            self.usage = output.usage.or(self.usage);
-            done |= output.done;
-            if !send_chunks(&self.tx, output.chunks).await {
-                return;
-            }
-        }
-        if let Some(usage) = self.usage {
-            tracing::debug!(alias = %self.model_alias, prompt = usage.prompt_tokens, completion = usage.completion_tokens, "stream usage");
-        }
-        let usage = self.usage_pair();
-        self.hold.settle(Outcome::Served { usage }).await;
-        let _ = self
-            .tx
-            .send(Ok(Bytes::from_static(b"data: [DONE]\n\n")))
-            .await;
-    }
-
-    fn usage_pair(&self) -> Option<(u64, u64)> {
-        self.usage.map(|u| (u.prompt_tokens, u.completion_tokens))
-    }
-
-    /// Ends a committed stream with an error event the OpenAI SDKs raise.
-    async fn fail(mut self, reason: String) {
-        // The provider has served part of it: keep what it reported, or the estimate.
-        let usage = self.usage_pair();
-        self.hold.settle(Outcome::Served { usage }).await;
-        let reason = self.redactor.scrub(&reason);
-        tracing::warn!(alias = %self.model_alias, "stream failed after it started: {reason}");
-        let error = ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "stream_interrupted",
-            format!(
-                "the upstream stream from `{}` broke off: {reason}",
-                self.model_alias
-            ),
-        );
-        let _ = self.tx.send(Ok(sse_frame(&error.body().to_string()))).await;
-    }
-}
-
-/// False when the client has gone.
-async fn send_chunks(tx: &mpsc::Sender<Result<Bytes, BodyError>>, chunks: Vec<String>) -> bool {
-    for chunk in chunks {
-        if tx.send(Ok(sse_frame(&chunk))).await.is_err() {
-            return false;
-        }
-    }
-    true
-}
-
-fn sse_frame(data: &str) -> Bytes {
-    let mut frame = Vec::with_capacity(data.len() + 8);
-    frame.extend_from_slice(b"data: ");
-    frame.extend_from_slice(data.as_bytes());
-    frame.extend_from_slice(b"\n\n");
-    Bytes::from(frame)
-}
-
-fn sse_response(mut rx: mpsc::Receiver<Result<Bytes, BodyError>>) -> Response<Body> {
-    let frames = futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx)
-            .map(|item| item.map(|bytes| bytes.map(hyper::body::Frame::data)))
-    });
-    let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
 }
 
 /// How a failed attempt counts in the ledger.

@@ -46,6 +46,9 @@ impl Upstreams {
                 .pool_idle_timeout(Duration::from_secs(90))
                 .tcp_nodelay(true)
                 .no_proxy()
+                // A provider's redirect is an answer to report, not to follow
+                // with the key attached.
+                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
                 .build()?;
             clients.insert(provider.name.clone(), client);

@@ -152,3 +152,207 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<Value>,
 }
+
+// ------------------------------------------------------------ fast paths
+//
+// Adapters run on every request, so the common edits to a body are done
+// without building a `serde_json::Value` tree: unknown fields are carried
+// as raw JSON text and skipped fields are never allocated.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// A JSON object's fields in the client's order, each value as raw text.
+struct RawFields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = RawFields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(RawFields(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// The client's request body with `model` set to the provider's id and,
+/// when `include_usage` is set, `stream_options.include_usage: true` (so a
+/// stream ends with a usage chunk). Every other field is copied through as
+/// the client wrote it, in its order.
+pub fn rewrite_request(body: &str, model: &str, include_usage: bool) -> Result<Vec<u8>, String> {
+    let RawFields(fields) = serde_json::from_str(body).map_err(|e| {
+        if e.is_data() {
+            "request body must be a JSON object".to_owned()
+        } else {
+            format!("request body is not valid JSON: {e}")
+        }
+    })?;
+    let mut out = Vec::with_capacity(body.len() + model.len() + 48);
+    let (mut wrote_model, mut wrote_options) = (false, false);
+    out.push(b'{');
+    for (name, value) in &fields {
+        let replacement = match name.as_str() {
+            "model" if !wrote_model => {
+                wrote_model = true;
+                Some(json_string(model))
+            }
+            "model" => continue,
+            "stream_options" if include_usage && !wrote_options => {
+                wrote_options = true;
+                Some(with_include_usage(value)?)
+            }
+            "stream_options" if include_usage => continue,
+            _ => None,
+        };
+        push_field(
+            &mut out,
+            name,
+            replacement.as_deref().unwrap_or(value.get()),
+        );
+    }
+    if !wrote_model {
+        push_field(&mut out, "model", &json_string(model));
+    }
+    if include_usage && !wrote_options {
+        push_field(&mut out, "stream_options", r#"{"include_usage":true}"#);
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+fn push_field(out: &mut Vec<u8>, name: &str, raw: &str) {
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(json_string(name).as_bytes());
+    out.push(b':');
+    out.extend_from_slice(raw.as_bytes());
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// The client's `stream_options` with `include_usage` turned on.
+fn with_include_usage(raw: &RawValue) -> Result<String, String> {
+    let mut options: Map<String, Value> = serde_json::from_str(raw.get())
+        .map_err(|_| "`stream_options` must be a JSON object".to_owned())?;
+    options.insert("include_usage".to_owned(), Value::Bool(true));
+    serde_json::to_string(&options).map_err(|e| e.to_string())
+}
+
+/// The usage a JSON answer reports, where OpenAI (`usage`) or Groq
+/// (`x_groq.usage`) put it. Only those fields are read; the rest of the body
+/// is skipped, not parsed into a tree.
+pub fn usage_in(json: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct Groq {
+        #[serde(default)]
+        usage: Option<Usage>,
+    }
+    #[derive(Deserialize)]
+    struct Carrier {
+        #[serde(default)]
+        usage: Option<Usage>,
+        #[serde(default)]
+        x_groq: Option<Groq>,
+    }
+    let carrier: Carrier = serde_json::from_slice(json).ok()?;
+    carrier.usage.or(carrier.x_groq.and_then(|g| g.usage))
+}
+
+/// Whether a chat request asked for a final usage chunk
+/// (`stream_options.include_usage`), read without parsing the messages.
+pub fn wants_stream_usage(body: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Asked {
+        #[serde(default)]
+        stream_options: Option<StreamOptions>,
+    }
+    serde_json::from_str::<Asked>(body)
+        .ok()
+        .and_then(|asked| asked.stream_options)
+        .is_some_and(|options| options.include_usage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn rewrite_swaps_the_model_and_keeps_everything_else() {
+        let body = r#"{"model":"alias","messages":[{"role":"user","content":"h\u00e9 \"q\""}],"top_p":0.5,"x":{"deep":[1,2]}}"#;
+        let out = rewrite_request(body, "vendor/model-1", false).unwrap();
+        let value = parsed(&out);
+        assert_eq!(value["model"], "vendor/model-1");
+        assert_eq!(value["messages"][0]["content"], "hé \"q\"");
+        assert_eq!(value["top_p"], 0.5);
+        assert_eq!(value["x"]["deep"][1], 2);
+        assert!(value.get("stream_options").is_none());
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(r#"{"model":"vendor/model-1","messages""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn rewrite_turns_on_stream_usage_and_keeps_other_stream_options() {
+        let body =
+            r#"{"model":"a","stream":true,"stream_options":{"include_usage":false,"other":1}}"#;
+        let value = parsed(&rewrite_request(body, "m", true).unwrap());
+        assert_eq!(value["stream_options"]["include_usage"], true);
+        assert_eq!(value["stream_options"]["other"], 1);
+        let value = parsed(&rewrite_request(r#"{"stream":true}"#, "m", true).unwrap());
+        assert_eq!(value["model"], "m");
+        assert_eq!(value["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn rewrite_rejects_what_is_not_an_object() {
+        assert_eq!(
+            rewrite_request("[1]", "m", false).unwrap_err(),
+            "request body must be a JSON object"
+        );
+        assert!(
+            rewrite_request("{\"a\":", "m", false)
+                .unwrap_err()
+                .starts_with("request body is not valid JSON")
+        );
+        assert!(rewrite_request(r#"{"stream_options":3}"#, "m", true).is_err());
+    }
+
+    #[test]
+    fn usage_is_read_from_openai_or_groq_places() {
+        let openai = br#"{"id":"x","choices":[{"message":{"content":"usage"}}],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}"#;
+        assert_eq!(usage_in(openai).map(|u| u.total_tokens), Some(5));
+        let groq = br#"{"usage":null,"x_groq":{"id":"r","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}}"#;
+        assert_eq!(usage_in(groq).map(|u| u.total_tokens), Some(2));
+        assert_eq!(usage_in(br#"{"choices":[]}"#), None);
+        assert_eq!(usage_in(b"not json"), None);
+    }
+
+    #[test]
+    fn stream_usage_wish_is_read() {
+        assert!(wants_stream_usage(
+            r#"{"messages":[],"stream_options":{"include_usage":true}}"#
+        ));
+        assert!(!wants_stream_usage(r#"{"messages":[],"stream":true}"#));
+        assert!(!wants_stream_usage("garbage"));
+    }
+}

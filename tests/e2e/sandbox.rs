@@ -18,6 +18,7 @@ fn faulty_setup(mock: &Mock) -> Setup {
             ("trap-stream-chat", "trap-stream"),
             ("fine-chat", "fine"),
             ("escape-chat", "escape"),
+            ("count-chat", "count"),
         ],
         "",
     )
@@ -96,4 +97,26 @@ async fn plugins_see_no_files_no_environment_and_no_network() {
         received[0].header("x-escape"),
         Some("files=denied env=0 net=denied")
     );
+}
+
+/// Spare instances are made ahead of requests, but none serves twice: a
+/// plugin's state never carries from one request to the next.
+#[tokio::test]
+async fn no_instance_serves_two_requests() {
+    let mock = Mock::start("m").await;
+    let gateway = faulty_setup(&mock)
+        .env("TOLLGATE_SPARE_INSTANCES", "2")
+        .start();
+    for _ in 0..6 {
+        let reply = gateway.chat(hello("count-chat")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        // Give the refill task time to stock spares between requests.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let calls: Vec<Option<String>> = mock
+        .received()
+        .iter()
+        .map(|r| r.header("x-calls").map(str::to_owned))
+        .collect();
+    assert_eq!(calls, vec![Some("1".to_owned()); 6]);
 }

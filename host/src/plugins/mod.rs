@@ -4,9 +4,10 @@
 //! Lifecycle: each `.wasm` is compiled once (off the async runtime, cached on
 //! disk), pre-linked once (`instantiate_pre`, which checks its imports and
 //! exports), and smoke-tested with a call to `info`. Per request, an instance
-//! comes from the pooling allocator in a few microseconds and is dropped when
-//! the attempt ends; a semaphore keeps requests from asking the pool for more
-//! slots than it has.
+//! comes from the plugin's stock of spares (made ahead by a background task,
+//! see `spares`) or from the pooling allocator, and is dropped when the
+//! attempt ends; no instance serves two requests. A semaphore keeps requests
+//! from asking the pool for more slots than it has.
 //!
 //! A [`PluginRuntime`] is one generation of plugins. A reload builds the next
 //! generation on the same [`PluginHost`] (engine, linker, instance slots):
@@ -21,6 +22,7 @@ pub mod engine;
 mod policy;
 mod sandbox;
 mod session;
+mod spares;
 
 use crate::ledger::clock::{Clock, SystemClock};
 use anyhow::{Context, Result};
@@ -28,10 +30,11 @@ use bindings::policy::PolicyPluginPre;
 use bindings::{AdapterPluginPre, PluginInfo};
 use sandbox::Sandbox;
 pub use session::{Session, StreamSession};
+use spares::{Bindings, Ready, Spares};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
@@ -68,6 +71,14 @@ pub struct LoadedPlugin {
     /// When this version was loaded (Unix ms).
     pub loaded_at: u64,
     pub kind: Kind,
+    /// Instances made ahead of need (see `spares`).
+    spares: Arc<Spares>,
+}
+
+impl Drop for LoadedPlugin {
+    fn drop(&mut self) {
+        self.spares.close();
+    }
 }
 
 /// Adapters are the plugins most of the host deals with.
@@ -306,7 +317,7 @@ impl PluginHost {
     }
 
     async fn load_one(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         source: PluginSource,
         bytes: Vec<u8>,
@@ -349,30 +360,38 @@ impl PluginHost {
                 modes: Vec::new(),
             },
             kind,
+            spares: Spares::new(self.limits.spare_instances),
         };
         adapter.info = self.smoke_test(&adapter).await?;
-        Ok(Arc::new(adapter))
+        let adapter = Arc::new(adapter);
+        spares::start_refill(
+            self.clone(),
+            Arc::downgrade(&adapter),
+            adapter.spares.clone(),
+        );
+        Ok(adapter)
     }
 
     /// Instantiates once and calls `info`, under the same limits as a request.
     async fn smoke_test(&self, plugin: &LoadedPlugin) -> Result<PluginInfo> {
-        let info = match &plugin.kind {
-            Kind::Adapter(_) => {
-                let (mut store, bindings) = self.instantiate(plugin).await?;
-                let info = bindings
+        let slot = self.slot().await;
+        let Ready {
+            mut store,
+            bindings,
+            slot: _slot,
+        } = self.fresh(plugin, slot).await?;
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        let info = match bindings {
+            Bindings::Adapter(adapter) => {
+                adapter
                     .tollgate_plugin_adapter()
                     .call_info(&mut store)
-                    .await;
-                info.map_err(|e| PluginError::from_trap(&plugin.name, e, store.data().last_words()))
+                    .await
             }
-            Kind::Policy(_) => {
-                self.call_policy(plugin, async |bindings, store| {
-                    bindings.tollgate_plugin_policy().call_info(store).await
-                })
-                .await
-            }
+            Bindings::Policy(policy) => policy.tollgate_plugin_policy().call_info(&mut store).await,
         };
-        info.map_err(|fault| anyhow::anyhow!("calling `info` failed: {fault}"))
+        info.map_err(|e| PluginError::from_trap(&plugin.name, e, store.data().last_words()))
+            .map_err(|fault| anyhow::anyhow!("calling `info` failed: {fault}"))
     }
 
     /// A store for one instance, with the sandbox's limits and deadline.
@@ -384,40 +403,66 @@ impl PluginHost {
         store
     }
 
-    async fn instantiate(
-        &self,
-        plugin: &LoadedPlugin,
-    ) -> Result<(Store<Sandbox>, bindings::AdapterPlugin), PluginError> {
-        let Kind::Adapter(pre) = &plugin.kind else {
-            return Err(PluginError::instantiate(
-                &plugin.name,
-                "it is not an adapter",
-            ));
-        };
-        let mut store = self.store(&plugin.name);
-        let bindings = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| PluginError::instantiate(&plugin.name, e))?;
-        Ok((store, bindings))
-    }
-
-    /// A fresh instance of `adapter` for one attempt; waits while every
-    /// instance slot is taken.
-    async fn session(&self, adapter: &Arc<LoadedAdapter>) -> Result<Session, PluginError> {
-        let slot = self
-            .slots
+    /// Waits for a free instance slot.
+    async fn slot(&self) -> OwnedSemaphorePermit {
+        self.slots
             .clone()
             .acquire_owned()
             .await
-            .expect("the instance semaphore is never closed");
-        let (store, bindings) = self.instantiate(adapter).await?;
-        Ok(Session::new(
-            adapter.clone(),
+            .expect("the instance semaphore is never closed")
+    }
+
+    /// A new instance of `plugin` in `slot`.
+    async fn fresh(
+        &self,
+        plugin: &LoadedPlugin,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Ready, PluginError> {
+        let mut store = self.store(&plugin.name);
+        let bindings = match &plugin.kind {
+            Kind::Adapter(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Adapter),
+            Kind::Policy(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Bindings::Policy),
+        };
+        let bindings = bindings.map_err(|e| PluginError::instantiate(&plugin.name, e))?;
+        Ok(Ready {
             store,
             bindings,
-            self.limits.deadline_ticks(),
             slot,
+        })
+    }
+
+    /// An instance of `plugin` for one attempt or call: a spare when one is
+    /// ready, else a new one (waiting while every slot is taken).
+    async fn ready(&self, plugin: &LoadedPlugin) -> Result<Ready, PluginError> {
+        match plugin.spares.take() {
+            Some(ready) => Ok(ready),
+            None => {
+                let slot = self.slot().await;
+                self.fresh(plugin, slot).await
+            }
+        }
+    }
+
+    async fn session(&self, adapter: &Arc<LoadedAdapter>) -> Result<Session, PluginError> {
+        let ready = self.ready(adapter).await?;
+        let Bindings::Adapter(bindings) = ready.bindings else {
+            return Err(PluginError::instantiate(
+                &adapter.name,
+                "it is not an adapter",
+            ));
+        };
+        Ok(Session::new(
+            adapter.clone(),
+            ready.store,
+            bindings,
+            self.limits.deadline_ticks(),
+            ready.slot,
         ))
     }
 }

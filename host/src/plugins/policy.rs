@@ -2,7 +2,8 @@
 //! the same CPU deadline, memory limit and instance slots as adapters.
 
 use super::bindings::policy::{Candidate, FailedAttempt, NextStep, RequestShape};
-use super::{Kind, LoadedPlugin, PluginError, PluginRuntime};
+use super::spares::{Bindings, Ready};
+use super::{LoadedPlugin, PluginError, PluginRuntime};
 use std::sync::Arc;
 
 impl PluginRuntime {
@@ -51,20 +52,16 @@ impl super::PluginHost {
             &mut wasmtime::Store<super::sandbox::Sandbox>,
         ) -> wasmtime::Result<T>,
     ) -> Result<T, PluginError> {
-        let Kind::Policy(pre) = &policy.kind else {
+        let Ready {
+            mut store,
+            bindings,
+            slot: _slot,
+        } = self.ready(policy).await?;
+        let Bindings::Policy(bindings) = bindings else {
             return Err(PluginError::instantiate(&policy.name, "it is not a policy"));
         };
-        let _slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the instance semaphore is never closed");
-        let mut store = self.store(&policy.name);
-        let bindings = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| PluginError::instantiate(&policy.name, e))?;
+        // A spare may have waited: the deadline counts from this call.
+        store.set_epoch_deadline(self.limits.deadline_ticks());
         match call(&bindings, &mut store).await {
             Ok(value) => Ok(value),
             Err(e) => Err(PluginError::from_trap(

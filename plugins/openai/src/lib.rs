@@ -123,25 +123,18 @@ impl Adapter for OpenAi {
 
     fn build_request(target: &Target, request: &ClientRequest) -> Result<UpstreamRequest, String> {
         let options = Options::parse(target)?;
-        let mut body = parse_object(&request.body)?;
-        body.insert("model".to_owned(), Value::String(target.model.clone()));
-        if request.stream && options.stream_usage {
-            let stream_options = body
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(map) = stream_options {
-                map.insert("include_usage".to_owned(), Value::Bool(true));
-            }
-        }
         let url = join_url(&target.base_url, endpoint(request.mode));
         let mut upstream = if request.mode == Mode::Transcription {
+            let mut fields = parse_object(&request.body)?;
+            fields.insert("model".to_owned(), Value::String(target.model.clone()));
             let mut upstream = json_post(url, Vec::new(), ResponseKind::Json);
             upstream.headers.clear();
-            upstream.body = transcription_form(body, request);
+            upstream.body = transcription_form(fields, request);
             upstream
         } else {
-            let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-            json_post(url, bytes, response_kind(request))
+            let include_usage = request.stream && options.stream_usage;
+            let body = openai::rewrite_request(&request.body, &target.model, include_usage)?;
+            json_post(url, body, response_kind(request))
         };
         upstream.headers.extend(options.headers);
         Ok(upstream)
@@ -155,10 +148,7 @@ impl Adapter for OpenAi {
         let content_type = header(&response.headers, "content-type")
             .unwrap_or("application/json")
             .to_owned();
-        let usage = serde_json::from_slice::<Value>(&response.body)
-            .ok()
-            .as_ref()
-            .and_then(usage_of);
+        let usage = openai::usage_in(&response.body).map(Usage::from);
         Ok(Reply {
             content_type,
             body: response.body,
@@ -167,13 +157,9 @@ impl Adapter for OpenAi {
     }
 
     fn open_stream(_target: &Target, request: &ClientRequest) -> Stream {
-        let wants_usage = serde_json::from_str::<Value>(&request.body)
-            .ok()
-            .and_then(|body| body.pointer("/stream_options/include_usage")?.as_bool())
-            .unwrap_or(false);
         Stream {
             parser: SseParser::new(),
-            wants_usage,
+            wants_usage: openai::wants_stream_usage(&request.body),
         }
     }
 }
