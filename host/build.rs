@@ -14,6 +14,12 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str, &str)] = &[
     ("tollgate-plugin-openai", "tollgate_plugin_openai", "openai"),
     (
+        "tollgate-plugin-anthropic",
+        "tollgate_plugin_anthropic",
+        "anthropic",
+    ),
+    ("tollgate-plugin-cohere", "tollgate_plugin_cohere", "cohere"),
+    (
         "tollgate-policy-free-first",
         "tollgate_policy_free_first",
         "free-first",

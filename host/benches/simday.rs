@@ -29,7 +29,7 @@ use tollgate::ledger::headers::RateHeaders;
 use tollgate::ledger::{Backend, Ledger, Outcome};
 use tollgate::plugins::PluginRuntime;
 use tollgate::plugins::bindings::{ClientRequest, Mode};
-use tollgate::router::Gateway;
+use tollgate::router::{Gateway, Inbound};
 
 /// Midnight UTC, 2026-11-25: the simulated day.
 const DAY_START: u64 = 1_795_564_800_000;
@@ -590,7 +590,9 @@ async fn simulate(ledger: bool) -> (Day, BTreeMap<String, Tally>, f64) {
             };
             let gateway = gateway.clone();
             batch.push(async move {
-                let response = gateway.serve(&alias, request, estimate).await;
+                let response = gateway
+                    .serve(&alias, &Inbound::json(request, estimate))
+                    .await;
                 (alias, body, response)
             });
             i += 1;

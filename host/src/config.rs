@@ -40,6 +40,25 @@ impl Mode {
     }
 }
 
+/// A request field some providers refuse. A request that carries one skips
+/// the candidates whose fragment lists it under `unsupported`, instead of
+/// failing there (the agent boxes reject tools and `response_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    Tools,
+    ResponseFormat,
+}
+
+impl Feature {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feature::Tools => "tools",
+            Feature::ResponseFormat => "response_format",
+        }
+    }
+}
+
 /// How a provider is paid for; chains go free → subscription → paid → local.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -203,6 +222,9 @@ struct ProviderFile {
     price: Option<Price>,
     #[serde(default)]
     adapter_options: Option<serde_json::Value>,
+    /// Request fields every model of the provider refuses.
+    #[serde(default)]
+    unsupported: Vec<Feature>,
     /// Where the provider publishes its limits; for people, not the gateway.
     #[serde(default)]
     docs: Option<String>,
@@ -223,6 +245,9 @@ struct ModelFile {
     price: Option<Price>,
     #[serde(default)]
     gpu: Option<Gpu>,
+    /// Request fields this model refuses, beside the provider's.
+    #[serde(default)]
+    unsupported: Vec<Feature>,
     #[serde(default)]
     notes: Option<String>,
 }
@@ -283,6 +308,8 @@ pub struct Model {
     pub limits: Limits,
     pub price: Option<Price>,
     pub gpu: Option<Gpu>,
+    /// Request fields it refuses (its own and its provider's).
+    pub unsupported: Vec<Feature>,
     pub notes: Option<String>,
     pub provider: Arc<Provider>,
 }
@@ -420,6 +447,12 @@ impl Catalog {
                 limits: model.limits.clone(),
                 price: model.price.clone().or_else(|| file.price.clone()),
                 gpu: model.gpu.clone(),
+                unsupported: file
+                    .unsupported
+                    .iter()
+                    .chain(&model.unsupported)
+                    .copied()
+                    .collect(),
                 notes: model.notes.clone(),
                 provider: provider.clone(),
             });
@@ -525,7 +558,6 @@ impl Catalog {
     }
 
     /// An alias's model, enabled or not.
-    #[cfg(test)]
     pub fn model(&self, alias: &str) -> Option<&Arc<Model>> {
         self.by_alias.get(alias)
     }
@@ -749,7 +781,12 @@ mod tests {
     const LOCAL: &str = "name: local\nflag: LOCAL\nadapter: openai\nbase_url: ${LOCAL_URL:-http://127.0.0.1:11434/v1}\ntier: local\nmodels:\n  - alias: local-llama\n    model: llama3\n    mode: chat\n  - alias: local-embed\n    model: bge\n    mode: embedding\n";
 
     fn load(dir: &Path, env: &[(&str, &str)]) -> Result<Catalog, ConfigError> {
-        Catalog::load(dir, &Env::from_pairs(env), &|a| a == "openai")
+        let bundled = |a: &str| {
+            crate::plugins::bundled::BUNDLED
+                .iter()
+                .any(|(n, _)| *n == a)
+        };
+        Catalog::load(dir, &Env::from_pairs(env), &bundled)
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod endpoints;
 pub mod env;
 pub mod ledger;
 pub mod plugins;
@@ -18,4 +19,5 @@ pub mod reload;
 pub mod report;
 pub mod router;
 pub mod server;
+pub mod uploads;
 pub mod upstream;

@@ -185,3 +185,45 @@ fn sse_frame(data: &str) -> Bytes {
     frame.extend_from_slice(b"\n\n");
     Bytes::from(frame)
 }
+
+/// Relays a binary upstream body (speech audio) to the client untouched,
+/// chunk by chunk, with the upstream's content type. The hold is settled
+/// when the body ends; a body that breaks off aborts the client's
+/// transfer, so a truncated file is never taken for a whole one.
+pub(crate) struct BinaryRelay {
+    pub response: reqwest::Response,
+    pub idle: Duration,
+    pub alias: String,
+    pub redactor: Redactor,
+    pub hold: Hold,
+}
+
+impl BinaryRelay {
+    pub fn into_response(self) -> Response<Body> {
+        let content_type = self
+            .response
+            .headers()
+            .get(CONTENT_TYPE)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+        let frames = futures_util::stream::unfold(Some(self), |relay| async move {
+            let mut relay = relay?;
+            match upstream::next_chunk(&mut relay.response, relay.idle).await {
+                Ok(Some(bytes)) => Some((Ok(Frame::data(bytes)), Some(relay))),
+                Ok(None) => {
+                    relay.hold.settle(Outcome::Served { usage: None }).await;
+                    None
+                }
+                Err(e) => {
+                    relay.hold.settle(Outcome::Served { usage: None }).await;
+                    let reason = relay.redactor.scrub(&e.to_string());
+                    tracing::warn!(alias = %relay.alias, "binary body broke off: {reason}");
+                    Some((Err(reason.into()), None))
+                }
+            }
+        });
+        let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+        response.headers_mut().insert(CONTENT_TYPE, content_type);
+        response
+    }
+}

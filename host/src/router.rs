@@ -16,7 +16,7 @@
 //! provider's rate-limit headers when the attempt ends, however it ends.
 
 use crate::api::{ApiError, Body, json_response};
-use crate::config::{Catalog, Model};
+use crate::config::{Catalog, Feature, Mode, Model};
 use crate::ledger::estimate::Estimate;
 use crate::ledger::headers::RateHeaders;
 use crate::ledger::plan::Plan;
@@ -27,7 +27,8 @@ use crate::plugins::bindings::{
 };
 use crate::plugins::{LoadedPlugin, PluginRuntime, Session};
 use crate::redact::Redactor;
-use crate::relay::{Committed, Relay};
+use crate::relay::{BinaryRelay, Committed, Relay};
+use crate::uploads::Uploads;
 use crate::upstream::{self, UpstreamError, Upstreams};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -50,6 +51,28 @@ pub struct Gateway {
     plans: HashMap<String, Arc<Plan>>,
     upstreams: Upstreams,
     redactor: Redactor,
+}
+
+/// A client request, parsed and sized, ready to route.
+pub struct Inbound {
+    pub request: ClientRequest,
+    pub estimate: Estimate,
+    /// The fields it carries that some providers refuse.
+    pub features: Vec<Feature>,
+    /// Files of a multipart request, spooled to disk.
+    pub uploads: Uploads,
+}
+
+impl Inbound {
+    /// A JSON request with no refusable fields and no files.
+    pub fn json(request: ClientRequest, estimate: Estimate) -> Self {
+        Inbound {
+            request,
+            estimate,
+            features: Vec::new(),
+            uploads: Uploads::default(),
+        }
+    }
 }
 
 /// What became of one candidate that did not serve the request.
@@ -75,6 +98,17 @@ impl Note {
                 Denial::Cooling { .. } => "cooldown",
             }),
             retry_at: denial.retry_at(),
+        }
+    }
+
+    /// Skipped because the request carries a field the model refuses.
+    fn refused(model: &Arc<Model>, feature: Feature) -> Self {
+        Note {
+            model: model.clone(),
+            reason: format!("does not accept `{}`", feature.as_str()),
+            kind: FailureKind::BadRequest,
+            skipped: Some(feature.as_str()),
+            retry_at: None,
         }
     }
 
@@ -111,6 +145,16 @@ impl Hold {
     pub(crate) async fn settle(&mut self, outcome: Outcome) {
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(outcome, &self.headers).await;
+        }
+    }
+
+    /// Moves the hold into a body that outlives the attempt (a stream).
+    fn take(&mut self) -> Hold {
+        Hold {
+            reservation: self.reservation.take(),
+            headers: std::mem::take(&mut self.headers),
+            sent: true,
+            status: self.status,
         }
     }
 
@@ -185,13 +229,11 @@ impl Gateway {
         })
     }
 
-    /// Serves `request` for `alias` from the first candidate that can.
-    pub async fn serve(
-        &self,
-        alias: &str,
-        request: ClientRequest,
-        estimate: Estimate,
-    ) -> Response<Body> {
+    /// Serves `inbound` for `alias` from the first candidate that can.
+    pub async fn serve(&self, alias: &str, inbound: &Inbound) -> Response<Body> {
+        let Inbound {
+            request, estimate, ..
+        } = inbound;
         let candidates = self.catalog.candidates(alias);
         let Some(head) = candidates.first() else {
             return ApiError::model_not_found(alias).into_response();
@@ -210,7 +252,7 @@ impl Gateway {
             .filter(|_| candidates.len() > 1)
             .map(|policy| Routing {
                 policy,
-                shape: crate::policy::request_shape(alias, mode, &estimate, request.stream),
+                shape: crate::policy::request_shape(alias, mode, estimate, request.stream),
             });
         let candidates = self.order(routing.as_ref(), candidates).await;
         let mut notes: Vec<Note> = Vec::new();
@@ -218,7 +260,11 @@ impl Gateway {
             let Some(plan) = self.plans.get(&model.alias) else {
                 continue;
             };
-            let reservation = match self.ledger.reserve(plan, &estimate).await {
+            if let Some(feature) = refused(model, &inbound.features) {
+                notes.push(Note::refused(model, feature));
+                continue;
+            }
+            let reservation = match self.ledger.reserve(plan, estimate).await {
                 Ok(reservation) => reservation,
                 Err(denial) => {
                     tracing::debug!(alias = %model.alias, "{denial}");
@@ -233,7 +279,7 @@ impl Gateway {
                 status: None,
             };
             let started = std::time::Instant::now();
-            let result = self.attempt(model, &request, &mut hold).await;
+            let result = self.attempt(model, inbound, &mut hold).await;
             if hold.sent || result.is_ok() {
                 let latency = started.elapsed().as_secs_f64() * 1000.0;
                 plan.model.health.record(result.is_ok(), Some(latency));
@@ -358,9 +404,10 @@ impl Gateway {
     async fn attempt(
         &self,
         model: &Model,
-        request: &ClientRequest,
+        inbound: &Inbound,
         hold: &mut Hold,
     ) -> Result<Response<Body>, Failed> {
+        let request = &inbound.request;
         let adapter = self
             .plugins
             .adapter(&model.provider.adapter)
@@ -380,8 +427,12 @@ impl Gateway {
                 )));
             }
         };
-        let stream = upstream_request.response == ResponseKind::EventStream;
-        let response = match self.upstreams.send(&model.provider, upstream_request).await {
+        let kind = upstream_request.response;
+        let sent = self
+            .upstreams
+            .send(&model.provider, upstream_request, &inbound.uploads)
+            .await;
+        let response = match sent {
             Ok(response) => response,
             Err(e) => {
                 // Past the connect, the provider may have seen the request.
@@ -393,12 +444,97 @@ impl Gateway {
         if !response.status().is_success() {
             return Err(self.failure(model, session, &target, response).await);
         }
-        if stream {
-            self.stream(model, session, &target, request, response, hold)
-                .await
-        } else {
-            self.whole(model, session, &target, request, response, hold)
-                .await
+        match kind {
+            ResponseKind::EventStream => {
+                self.stream(model, session, &target, request, response, hold)
+                    .await
+            }
+            ResponseKind::Json => {
+                self.whole(model, session, &target, request, response, hold)
+                    .await
+            }
+            ResponseKind::Binary => Ok(self.binary(model, response, hold)),
+        }
+    }
+
+    /// Hands a binary body (speech audio) to the client as it arrives.
+    fn binary(
+        &self,
+        model: &Model,
+        response: reqwest::Response,
+        hold: &mut Hold,
+    ) -> Response<Body> {
+        BinaryRelay {
+            response,
+            idle: model.provider.timeouts.idle(),
+            alias: model.alias.clone(),
+            redactor: self.redactor.clone(),
+            hold: hold.take(),
+        }
+        .into_response()
+    }
+
+    /// `GET /v1/audio/voices`: the voice list of a speech model's backend,
+    /// as the backend gives it. Without an alias, the first enabled speech
+    /// model's backend answers.
+    pub async fn voices(&self, alias: Option<&str>) -> Response<Body> {
+        let model = match alias {
+            Some(alias) => match self.catalog.model(alias).filter(|m| m.enabled()) {
+                None => return ApiError::model_not_found(alias).into_response(),
+                Some(m) if m.mode != Mode::Speech => {
+                    return ApiError::bad_request(format!(
+                        "the model `{alias}` serves {}, not speech",
+                        m.mode.as_str()
+                    ))
+                    .into_response();
+                }
+                Some(m) => m,
+            },
+            None => match self
+                .catalog
+                .models
+                .iter()
+                .find(|m| m.enabled() && m.mode == Mode::Speech)
+            {
+                Some(m) => m,
+                None => {
+                    return ApiError::bad_request(
+                        "no speech model is enabled; GET /v1/models lists the models you can use",
+                    )
+                    .into_response();
+                }
+            },
+        };
+        let url = format!("{}/audio/voices", model.provider.base_url);
+        let mut response = match self.upstreams.get(&model.provider, &url).await {
+            Ok(response) => response,
+            Err(e) => return voices_unavailable(model, &self.redactor.scrub(&e.to_string())),
+        };
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "voices_not_listed",
+                format!(
+                    "the backend of `{}` ({}) does not list its voices",
+                    model.alias, model.provider.name
+                ),
+            )
+            .into_response();
+        }
+        let content_type = response.headers().get(CONTENT_TYPE).cloned();
+        let body = upstream::read_body(&mut response, model.provider.timeouts.idle()).await;
+        match body {
+            Ok(body) if status.is_success() => {
+                let mut out = json_response(StatusCode::OK, body);
+                if let Some(content_type) = content_type {
+                    out.headers_mut().insert(CONTENT_TYPE, content_type);
+                }
+                with_route(out, &model.alias, &[])
+            }
+            Ok(_) => voices_unavailable(model, &format!("HTTP {status}")),
+            Err(e) => voices_unavailable(model, &e.to_string()),
         }
     }
 
@@ -528,17 +664,33 @@ impl Gateway {
             usage,
             alias: model.alias.clone(),
             redactor: self.redactor.clone(),
-            hold: Hold {
-                reservation: hold.reservation.take(),
-                headers: std::mem::take(&mut hold.headers),
-                sent: true,
-                status: hold.status,
-            },
+            hold: hold.take(),
             first,
             done,
         });
         Ok(relay.into_response())
     }
+}
+
+/// The first field of the request that `model` refuses.
+fn refused(model: &Model, features: &[Feature]) -> Option<Feature> {
+    features
+        .iter()
+        .copied()
+        .find(|f| model.unsupported.contains(f))
+}
+
+fn voices_unavailable(model: &Model, reason: &str) -> Response<Body> {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "upstream_error",
+        "voices_unavailable",
+        format!(
+            "the backend of `{}` ({}) could not list its voices: {reason}",
+            model.alias, model.provider.name
+        ),
+    )
+    .into_response()
 }
 
 /// How a failed attempt counts in the ledger.
@@ -558,12 +710,18 @@ fn outcome_of(failed: &Failed, sent: bool) -> Outcome {
 }
 
 fn exhausted(alias: &str, notes: &[Note]) -> ApiError {
-    let all_limited = notes.iter().all(|n| {
-        matches!(
-            n.kind,
-            FailureKind::RateLimited | FailureKind::QuotaExhausted
-        )
-    });
+    // Candidates that refuse a field of the request say nothing of the
+    // others' limits: the answer is 400 only when every candidate refused.
+    let refused = |n: &&Note| n.kind == FailureKind::BadRequest && n.skipped.is_some();
+    let tried: Vec<&Note> = notes.iter().filter(|n| !refused(n)).collect();
+    let all_refused = !notes.is_empty() && tried.is_empty();
+    let all_limited = !tried.is_empty()
+        && tried.iter().all(|n| {
+            matches!(
+                n.kind,
+                FailureKind::RateLimited | FailureKind::QuotaExhausted
+            )
+        });
     let detail: Vec<String> = notes
         .iter()
         .enumerate()
@@ -581,7 +739,17 @@ fn exhausted(alias: &str, notes: &[Note]) -> ApiError {
         "every candidate for `{alias}` failed: {}",
         detail.join("; ")
     );
-    if all_limited {
+    if all_refused {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "unsupported_by_every_candidate",
+            format!(
+                "no candidate for `{alias}` accepts this request: {}",
+                detail.join("; ")
+            ),
+        )
+    } else if all_limited {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",

@@ -3,13 +3,11 @@
 use crate::admin;
 use crate::api::{ApiError, Body, json_response};
 use crate::config::Secret;
-use crate::ledger::estimate::{Estimate, Messages, TextSize};
-use crate::plugins::bindings::{ClientRequest, Mode};
+use crate::endpoints;
 use crate::reload::ReloadStatus;
 use crate::router::Gateway;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::service::service_fn;
@@ -17,24 +15,24 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use serde::Deserialize;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Largest request body accepted (chat requests may carry inline images).
-pub const MAX_REQUEST_BODY: usize = 32 << 20;
-
-/// Endpoints of the OpenAI API that later versions serve; until then they
-/// answer 501 rather than a misleading 404.
-const NOT_YET_SERVED: &[&str] = &[
+/// Paths served, for a 405 (not a 404) when the method is wrong.
+const PATHS: &[&str] = &[
+    "/v1/models",
+    "/v1/chat/completions",
     "/v1/embeddings",
     "/v1/rerank",
     "/v1/audio/transcriptions",
     "/v1/audio/speech",
+    "/v1/audio/voices",
     "/v1/images/generations",
+    "/admin/quotas",
+    "/admin/plugins",
 ];
 
 /// One generation of catalogue and plugins. A request takes the current
@@ -177,18 +175,28 @@ async fn route(
         }
         (&Method::GET, "/admin/quotas") => admin::quotas(&generation.gateway).await,
         (&Method::GET, "/admin/plugins") => admin::plugins(state, &generation),
-        (&Method::POST, "/v1/chat/completions") => chat(&generation.gateway, request).await,
-        (_, "/v1/models" | "/v1/chat/completions" | "/admin/quotas" | "/admin/plugins") => {
+        (&Method::GET, "/v1/audio/voices") => {
+            endpoints::voices(&generation.gateway, &request).await
+        }
+        (&Method::POST, _) => post(&generation.gateway, request, path).await,
+        (_, p) if PATHS.contains(&p) => {
             ApiError::method_not_allowed(method.as_str(), path).into_response()
         }
-        (_, p) if NOT_YET_SERVED.contains(&p) => ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "invalid_request_error",
-            "not_implemented",
-            format!("{p} is not served by this version of Tollgate yet"),
-        )
-        .into_response(),
         _ => ApiError::route_not_found(method.as_str(), path).into_response(),
+    }
+}
+
+/// The OpenAI endpoints that take a `POST`.
+async fn post(gateway: &Gateway, request: Request<Incoming>, path: &str) -> Response<Body> {
+    match path {
+        "/v1/chat/completions" => endpoints::chat(gateway, request).await,
+        "/v1/embeddings" => endpoints::embeddings(gateway, request).await,
+        "/v1/rerank" => endpoints::rerank(gateway, request).await,
+        "/v1/audio/transcriptions" => endpoints::transcriptions(gateway, request).await,
+        "/v1/audio/speech" => endpoints::speech(gateway, request).await,
+        "/v1/images/generations" => endpoints::images(gateway, request).await,
+        p if PATHS.contains(&p) => ApiError::method_not_allowed("POST", p).into_response(),
+        p => ApiError::route_not_found("POST", p).into_response(),
     }
 }
 
@@ -216,84 +224,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ y);
     }
     std::hint::black_box(diff) == 0
-}
-
-/// The fields the gateway itself needs; the rest stays in the raw body.
-/// The messages and tools are sized as they are parsed, for the ledger's
-/// token estimate.
-#[derive(Deserialize)]
-struct ChatEnvelope {
-    model: String,
-    #[serde(default)]
-    stream: Option<bool>,
-    messages: Messages,
-    #[serde(default)]
-    tools: Option<TextSize>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
-    /// Choices to generate; each spends its own completion tokens.
-    #[serde(default)]
-    n: Option<u64>,
-}
-
-impl ChatEnvelope {
-    fn estimate(&self) -> Estimate {
-        let cap = self.max_completion_tokens.or(self.max_tokens);
-        let choices = self.n.unwrap_or(1).max(1);
-        Estimate::new(
-            self.messages.0,
-            self.tools,
-            cap.map(|c| c.saturating_mul(choices)),
-        )
-    }
-}
-
-async fn chat(gateway: &Gateway, request: Request<Incoming>) -> Response<Body> {
-    let body = match read_body(request).await {
-        Ok(body) => body,
-        Err(error) => return error.into_response(),
-    };
-    let envelope: ChatEnvelope = match serde_json::from_slice(&body) {
-        Ok(envelope) => envelope,
-        Err(e) => return body_error(e).into_response(),
-    };
-    // serde_json accepted it, so it is valid UTF-8.
-    let text = String::from_utf8(body.to_vec()).unwrap_or_default();
-    let request = ClientRequest {
-        mode: Mode::Chat,
-        body: text,
-        stream: envelope.stream.unwrap_or(false),
-        uploads: Vec::new(),
-    };
-    let estimate = envelope.estimate();
-    gateway.serve(&envelope.model, request, estimate).await
-}
-
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
-    match Limited::new(request.into_body(), MAX_REQUEST_BODY)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::payload_too_large(MAX_REQUEST_BODY))
-        }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "could not read the request body: {e}"
-        ))),
-    }
-}
-
-fn body_error(e: serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-        }
-        Category::Data => ApiError::bad_request(format!("invalid request body: {e}")),
-    }
 }
 
 fn models_body(gateway: &Gateway) -> Bytes {

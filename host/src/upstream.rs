@@ -6,7 +6,8 @@
 //! asked for it; the adapter itself never sees the key.
 
 use crate::config::Provider;
-use crate::plugins::bindings::{Body, Credential, UpstreamRequest};
+use crate::plugins::bindings::{Body, Credential, FormPart, FormValue, UpstreamRequest};
+use crate::uploads::Uploads;
 use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
 use std::collections::HashMap;
@@ -56,16 +57,49 @@ impl Upstreams {
         Ok(Upstreams { clients })
     }
 
-    /// Sends the request and waits for the response headers.
+    /// Sends the request and waits for the response headers. `uploads` are
+    /// the client's files a multipart body may refer to.
     pub async fn send(
         &self,
         provider: &Provider,
         request: UpstreamRequest,
+        uploads: &Uploads,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let client = self.clients.get(&provider.name).ok_or_else(|| {
+        let client = self.client(provider)?;
+        let request = build(client, provider, request, uploads)?;
+        self.execute(client, provider, request).await
+    }
+
+    /// A plain `GET` of `url` with the provider's key as a bearer token
+    /// (listing a speech backend's voices).
+    pub async fn get(
+        &self,
+        provider: &Provider,
+        url: &str,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let request = UpstreamRequest {
+            method: "GET".into(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: Body::Empty,
+            credential: Credential::Bearer,
+            response: crate::plugins::bindings::ResponseKind::Json,
+        };
+        self.send(provider, request, &Uploads::default()).await
+    }
+
+    fn client(&self, provider: &Provider) -> Result<&reqwest::Client, UpstreamError> {
+        self.clients.get(&provider.name).ok_or_else(|| {
             UpstreamError::Invalid(format!("provider {} is not enabled", provider.name))
-        })?;
-        let request = build(client, provider, request)?;
+        })
+    }
+
+    async fn execute(
+        &self,
+        client: &reqwest::Client,
+        provider: &Provider,
+        request: reqwest::Request,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let timeout = provider.timeouts.response();
         match tokio::time::timeout(timeout, client.execute(request)).await {
             Err(_) => Err(UpstreamError::ResponseTimeout(timeout)),
@@ -81,6 +115,7 @@ fn build(
     client: &reqwest::Client,
     provider: &Provider,
     request: UpstreamRequest,
+    uploads: &Uploads,
 ) -> Result<reqwest::Request, UpstreamError> {
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| UpstreamError::Invalid(format!("bad method `{}`", request.method)))?;
@@ -107,16 +142,39 @@ fn build(
     builder = match request.body {
         Body::Empty => builder,
         Body::Bytes(bytes) => builder.body(bytes),
-        Body::Multipart(_) => {
-            return Err(UpstreamError::Invalid(
-                "multipart bodies are only sent for /v1/audio/transcriptions, which this gateway does not serve yet"
-                    .into(),
-            ));
-        }
+        Body::Multipart(parts) => builder.multipart(form(parts, uploads)?),
     };
     builder
         .build()
         .map_err(|e| UpstreamError::Invalid(describe(e)))
+}
+
+/// A multipart form whose file parts stream from the spooled uploads.
+fn form(
+    parts: Vec<FormPart>,
+    uploads: &Uploads,
+) -> Result<reqwest::multipart::Form, UpstreamError> {
+    let mut form = reqwest::multipart::Form::new();
+    for part in parts {
+        form = match part.value {
+            FormValue::Text(text) => form.text(part.name, text),
+            FormValue::Upload(field) => {
+                let upload = uploads.get(&field).ok_or_else(|| {
+                    UpstreamError::Invalid(format!("the client uploaded no file as `{field}`"))
+                })?;
+                let file = std::fs::File::open(upload.path())
+                    .map_err(|e| UpstreamError::Invalid(format!("the upload is gone: {e}")))?;
+                let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+                let body = reqwest::Body::wrap_stream(stream);
+                let file_part = reqwest::multipart::Part::stream_with_length(body, upload.len)
+                    .file_name(upload.filename.clone())
+                    .mime_str(&upload.content_type)
+                    .map_err(|e| UpstreamError::Invalid(describe(e)))?;
+                form.part(part.name, file_part)
+            }
+        };
+    }
+    Ok(form)
 }
 
 /// The error and its causes, without the URL (it may carry a key).
@@ -205,8 +263,9 @@ mod tests {
     #[test]
     fn the_key_goes_where_the_adapter_asked() {
         let client = reqwest::Client::new();
+        let none = Uploads::default();
         let keyed = provider(Some("sk-place-me"));
-        let built = build(&client, &keyed, request(Credential::Bearer)).unwrap();
+        let built = build(&client, &keyed, request(Credential::Bearer), &none).unwrap();
         assert_eq!(built.headers()["authorization"], "Bearer sk-place-me");
         assert_eq!(built.headers()["x-extra"], "1");
 
@@ -214,19 +273,32 @@ mod tests {
             &client,
             &keyed,
             request(Credential::Header("x-api-key".into())),
+            &none,
         )
         .unwrap();
         assert_eq!(built.headers()["x-api-key"], "sk-place-me");
         assert!(built.headers().get("authorization").is_none());
 
-        let built = build(&client, &keyed, request(Credential::Query("key".into()))).unwrap();
+        let built = build(
+            &client,
+            &keyed,
+            request(Credential::Query("key".into())),
+            &none,
+        )
+        .unwrap();
         assert_eq!(built.url().query(), Some("alt=sse&key=sk-place-me"));
         assert_eq!(built.headers()["x-extra"], "1");
 
         let keyless = provider(None);
-        let built = build(&client, &keyless, request(Credential::Bearer)).unwrap();
+        let built = build(&client, &keyless, request(Credential::Bearer), &none).unwrap();
         assert!(built.headers().get("authorization").is_none());
-        let built = build(&client, &keyless, request(Credential::Query("key".into()))).unwrap();
+        let built = build(
+            &client,
+            &keyless,
+            request(Credential::Query("key".into())),
+            &none,
+        )
+        .unwrap();
         assert_eq!(built.url().query(), Some("alt=sse"));
     }
 }

@@ -59,7 +59,8 @@ pub mod prelude {
     pub use crate::sse::{SseEvent, SseParser};
     pub use crate::types::*;
     pub use crate::{
-        Adapter, PassThrough, StreamTranslate, export_adapter, json_reply, log, plugin_info,
+        Adapter, EventTranslate, PassThrough, SseStream, StreamTranslate, export_adapter,
+        json_reply, log, options, plugin_info,
     };
 }
 
@@ -111,6 +112,47 @@ pub trait StreamTranslate: 'static {
     fn push(&mut self, bytes: &[u8]) -> Result<StreamOutput, String>;
     /// The upstream closed the stream.
     fn finish(&mut self) -> Result<StreamOutput, String>;
+}
+
+/// A stream translator that works on whole server-sent events: wrap it in
+/// [`SseStream`], which splits the bytes into events for it.
+pub trait EventTranslate: 'static {
+    /// Translates the events one read of the wire completed (possibly none).
+    fn events(&mut self, events: Vec<sse::SseEvent>) -> Result<StreamOutput, String>;
+}
+
+/// Feeds an [`EventTranslate`] whole events, however the bytes arrive.
+pub struct SseStream<T> {
+    parser: sse::SseParser,
+    inner: T,
+}
+
+impl<T> SseStream<T> {
+    pub fn new(inner: T) -> Self {
+        SseStream {
+            parser: sse::SseParser::new(),
+            inner,
+        }
+    }
+}
+
+impl<T: EventTranslate> StreamTranslate for SseStream<T> {
+    fn push(&mut self, bytes: &[u8]) -> Result<StreamOutput, String> {
+        let events = self.parser.push(bytes);
+        self.inner.events(events)
+    }
+
+    fn finish(&mut self) -> Result<StreamOutput, String> {
+        let events = self.parser.finish().into_iter().collect();
+        self.inner.events(events)
+    }
+}
+
+/// The fragment's `adapter_options`, read into the plugin's own type; the
+/// error names the provider, for `tollgate check` and the client's 400.
+pub fn options<T: serde::de::DeserializeOwned>(target: &Target) -> Result<T, String> {
+    serde_json::from_str(&target.options)
+        .map_err(|e| format!("adapter_options of {}: {e}", target.provider))
 }
 
 /// A translator for upstreams that already speak OpenAI's stream format.

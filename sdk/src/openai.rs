@@ -269,7 +269,12 @@ pub fn usage_in(json: &[u8]) -> Option<Usage> {
         x_groq: Option<Groq>,
     }
     let carrier: Carrier = serde_json::from_slice(json).ok()?;
-    carrier.usage.or(carrier.x_groq.and_then(|g| g.usage))
+    let usage = carrier.usage.or(carrier.x_groq.and_then(|g| g.usage))?;
+    // Rerankers (Jina and friends) report only `total_tokens`: all input.
+    if usage.prompt_tokens + usage.completion_tokens == 0 && usage.total_tokens > 0 {
+        return Some(Usage::new(usage.total_tokens, 0));
+    }
+    Some(usage)
 }
 
 /// Whether a chat request asked for a final usage chunk
@@ -284,6 +289,178 @@ pub fn wants_stream_usage(body: &str) -> bool {
         .ok()
         .and_then(|asked| asked.stream_options)
         .is_some_and(|options| options.include_usage)
+}
+
+// ------------------------------------------------------------ translation helpers
+//
+// What adapters for non-OpenAI protocols (Anthropic, Cohere) all need.
+
+/// The text of a message's `content`: the string itself, or the `text`
+/// parts of an array joined by newlines.
+pub fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// Seconds since the Unix epoch, for the `created` field.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Delta {
+    /// The opening delta of an answer: the role, and no text yet.
+    pub fn opening() -> Self {
+        Delta {
+            role: Some("assistant".to_owned()),
+            content: Some(String::new()),
+            tool_calls: None,
+        }
+    }
+
+    pub fn text(text: &str) -> Self {
+        Delta {
+            content: Some(text.to_owned()),
+            ..Delta::default()
+        }
+    }
+
+    /// A tool call's start (with `id` and name) or a piece of its arguments.
+    pub fn tool_call(call: ToolCall) -> Self {
+        Delta {
+            tool_calls: Some(vec![call]),
+            ..Delta::default()
+        }
+    }
+}
+
+impl ChatCompletion {
+    /// A one-choice assistant answer. `content` is null when the answer is
+    /// only tool calls, as OpenAI sends it.
+    pub fn assistant(
+        id: String,
+        model: String,
+        text: String,
+        calls: Vec<ToolCall>,
+        finish_reason: &str,
+        usage: Option<Usage>,
+    ) -> Self {
+        let content = if text.is_empty() && !calls.is_empty() {
+            Value::Null
+        } else {
+            Value::String(text)
+        };
+        ChatCompletion {
+            id,
+            object: chat_completion_object(),
+            created: unix_now(),
+            model,
+            choices: vec![Choice {
+                index: 0,
+                message: ChatMessage {
+                    role: "assistant".to_owned(),
+                    content,
+                    tool_calls: (!calls.is_empty()).then_some(calls),
+                    ..ChatMessage::default()
+                },
+                finish_reason: Some(finish_reason.to_owned()),
+            }],
+            usage,
+        }
+    }
+}
+
+/// OpenAI's `stop` (a string or an array) as the array most other APIs
+/// call `stop_sequences`.
+pub fn stop_sequences(extra: &Map<String, Value>) -> Option<Value> {
+    match extra.get("stop")? {
+        Value::String(stop) => Some(Value::Array(vec![Value::String(stop.clone())])),
+        stops @ Value::Array(_) => Some(stops.clone()),
+        _ => None,
+    }
+}
+
+impl ChatCompletionChunk {
+    /// A chunk with one choice, as JSON text.
+    pub fn single(
+        id: &str,
+        model: &str,
+        created: u64,
+        delta: Delta,
+        finish_reason: Option<&str>,
+    ) -> String {
+        let chunk = ChatCompletionChunk {
+            id: id.to_owned(),
+            object: chunk_object(),
+            created,
+            model: model.to_owned(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish_reason.map(str::to_owned),
+            }],
+            usage: None,
+        };
+        serde_json::to_string(&chunk).unwrap_or_default()
+    }
+
+    /// The closing chunk OpenAI sends when `stream_options.include_usage` is
+    /// set: no choices, only usage.
+    pub fn usage_only(id: &str, model: &str, created: u64, usage: Usage) -> String {
+        let chunk = ChatCompletionChunk {
+            id: id.to_owned(),
+            object: chunk_object(),
+            created,
+            model: model.to_owned(),
+            choices: Vec::new(),
+            usage: Some(usage),
+        };
+        serde_json::to_string(&chunk).unwrap_or_default()
+    }
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
+/// An embedding as OpenAI's `encoding_format: base64` gives it: the
+/// little-endian bytes of its 32-bit floats, in standard base64.
+pub fn embedding_base64(values: &[f64]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = values
+        .iter()
+        .flat_map(|v| (*v as f32).to_le_bytes())
+        .collect();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -354,5 +531,25 @@ mod tests {
         ));
         assert!(!wants_stream_usage(r#"{"messages":[],"stream":true}"#));
         assert!(!wants_stream_usage("garbage"));
+    }
+
+    #[test]
+    fn base64_embeddings_match_openais_encoding() {
+        // 1.0f32 = 00 00 80 3f; -2.0f32 = 00 00 00 c0.
+        assert_eq!(embedding_base64(&[1.0]), "AACAPw==");
+        assert_eq!(embedding_base64(&[1.0, -2.0]), "AACAPwAAAMA=");
+        assert_eq!(embedding_base64(&[]), "");
+    }
+
+    #[test]
+    fn content_text_joins_text_parts_only() {
+        let parts = serde_json::json!([
+            {"type": "text", "text": "a"},
+            {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+            {"type": "text", "text": "b"}
+        ]);
+        assert_eq!(content_text(&parts), "a\nb");
+        assert_eq!(content_text(&Value::String("s".into())), "s");
+        assert_eq!(content_text(&Value::Null), "");
     }
 }

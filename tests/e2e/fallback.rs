@@ -157,3 +157,45 @@ async fn disabled_fallbacks_are_skipped_silently() {
     assert_eq!(reply.header("x-tollgate-attempts"), Some("2"));
     assert_eq!(third.received().len(), 1);
 }
+
+#[tokio::test]
+async fn a_request_with_tools_skips_the_boxes_that_refuse_them() {
+    let boxed = Mock::start("box").await;
+    let spare = Mock::start("spare").await;
+    let gateway = Setup::new()
+        .provider_with(
+            "agentbox",
+            &boxed.base_url(),
+            &[("box-chat", "sonnet"), ("box-only", "opus")],
+            "unsupported: [tools, response_format]",
+        )
+        .provider("spare", &spare.base_url(), &[("spare-chat", "s")])
+        .fallbacks("box-chat: [spare-chat]\n")
+        .start();
+    let mut with_tools = hello("box-chat");
+    with_tools["tools"] = serde_json::json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    let reply = gateway.chat(with_tools.clone()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(content(&reply.json()), "hello from spare");
+    assert_eq!(reply.header("x-tollgate-skipped"), Some("box-chat:tools"));
+    assert_eq!(reply.header("x-tollgate-attempts"), Some("1"));
+
+    let plain = gateway.chat(hello("box-chat")).await;
+    assert_eq!(content(&plain.json()), "hello from box");
+    assert_eq!(
+        boxed.received().len(),
+        1,
+        "only the plain request reached the box"
+    );
+
+    with_tools["model"] = "box-only".into();
+    with_tools["response_format"] = serde_json::json!({"type": "json_object"});
+    let refused = gateway.chat(with_tools).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(
+        refused.json()["error"]["code"],
+        "unsupported_by_every_candidate"
+    );
+    assert!(refused.error_message().contains("does not accept `tools`"));
+    assert_eq!(boxed.received().len(), 1);
+}

@@ -4,12 +4,16 @@
 mod support {
     pub mod gateway;
     pub mod mock;
+    pub mod scripted;
 }
 
 mod access;
+mod anthropic;
 mod chat;
 mod cli;
+mod cohere;
 mod fallback;
+mod modes;
 mod openai_client;
 mod policy;
 mod quotas;

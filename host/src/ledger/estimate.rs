@@ -27,6 +27,14 @@ pub struct TextSize {
 }
 
 impl TextSize {
+    /// The size of one plain string.
+    pub fn of(text: &str) -> Self {
+        TextSize {
+            bytes: text.len() as u64,
+            ..TextSize::default()
+        }
+    }
+
     fn add(&mut self, other: TextSize) {
         self.bytes += other.bytes;
         self.media += other.media;

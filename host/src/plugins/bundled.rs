@@ -9,6 +9,14 @@ pub const BUNDLED: &[(&str, &[u8])] = &[
         include_bytes!(concat!(env!("OUT_DIR"), "/plugins/openai.wasm")),
     ),
     (
+        "anthropic",
+        include_bytes!(concat!(env!("OUT_DIR"), "/plugins/anthropic.wasm")),
+    ),
+    (
+        "cohere",
+        include_bytes!(concat!(env!("OUT_DIR"), "/plugins/cohere.wasm")),
+    ),
+    (
         "free-first",
         include_bytes!(concat!(env!("OUT_DIR"), "/plugins/free-first.wasm")),
     ),

@@ -17,7 +17,7 @@
 //! disturbs one in flight.
 
 pub mod bindings;
-mod bundled;
+pub(crate) mod bundled;
 pub mod engine;
 mod policy;
 mod sandbox;

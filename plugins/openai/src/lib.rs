@@ -36,13 +36,6 @@ impl Default for Options {
     }
 }
 
-impl Options {
-    fn parse(target: &Target) -> Result<Self, String> {
-        serde_json::from_str(&target.options)
-            .map_err(|e| format!("adapter_options of {}: {e}", target.provider))
-    }
-}
-
 fn endpoint(mode: Mode) -> &'static str {
     match mode {
         Mode::Chat => "chat/completions",
@@ -63,21 +56,24 @@ fn parse_object(body: &str) -> Result<Map<String, Value>, String> {
 }
 
 /// The multipart form for a transcription: the client's text fields with our
-/// model id, and the uploaded files streamed by the host.
+/// model id (a field sent several times, such as `timestamp_granularities[]`,
+/// arrives as an array and goes out as several parts), and the uploaded files
+/// streamed by the host.
 fn transcription_form(fields: Map<String, Value>, request: &ClientRequest) -> Body {
-    let mut parts: Vec<FormPart> = fields
-        .into_iter()
-        .map(|(name, value)| {
-            let text = match value {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            FormPart {
-                name,
-                value: FormValue::Text(text),
-            }
-        })
-        .collect();
+    let text = |name: &str, value: Value| FormPart {
+        name: name.to_owned(),
+        value: FormValue::Text(match value {
+            Value::String(s) => s,
+            other => other.to_string(),
+        }),
+    };
+    let mut parts = Vec::new();
+    for (name, value) in fields {
+        match value {
+            Value::Array(values) => parts.extend(values.into_iter().map(|v| text(&name, v))),
+            value => parts.push(text(&name, value)),
+        }
+    }
     parts.extend(request.uploads.iter().map(|upload| FormPart {
         name: upload.field.clone(),
         value: FormValue::Upload(upload.field.clone()),
@@ -122,7 +118,7 @@ impl Adapter for OpenAi {
     }
 
     fn build_request(target: &Target, request: &ClientRequest) -> Result<UpstreamRequest, String> {
-        let options = Options::parse(target)?;
+        let options: Options = options(target)?;
         let url = join_url(&target.base_url, endpoint(request.mode));
         let mut upstream = if request.mode == Mode::Transcription {
             let mut fields = parse_object(&request.body)?;

@@ -21,6 +21,27 @@ pub fn fragment(name: &str, base_url: &str, aliases: &[(&str, &str)], extra: &st
     yaml
 }
 
+/// A provider fragment with any adapter and modes: `models` are
+/// (alias, upstream model, mode). Enable it with [`Setup::enable`].
+pub fn fragment_of(
+    name: &str,
+    adapter: &str,
+    base_url: &str,
+    models: &[(&str, &str, &str)],
+    extra: &str,
+) -> String {
+    let mut yaml = format!(
+        "name: {name}\nflag: {flag}\nadapter: {adapter}\nbase_url: {base_url}\napi_key: ${{{flag}_API_KEY}}\ntier: free\ntimeouts: {{ connect: 2, response: 5, idle: 5 }}\n{extra}\nmodels:\n",
+        flag = name.to_uppercase()
+    );
+    for (alias, model, mode) in models {
+        yaml.push_str(&format!(
+            "  - {{ alias: {alias}, model: {model}, mode: {mode} }}\n"
+        ));
+    }
+    yaml
+}
+
 #[derive(Default)]
 pub struct Setup {
     files: Vec<(String, String)>,
@@ -51,6 +72,19 @@ impl Setup {
         let text = fragment(name, base_url, aliases, extra);
         self.files.push((format!("{name}.yaml"), text));
         self.enable(name)
+    }
+
+    /// A fragment from [`fragment_of`], enabled.
+    pub fn fragment(
+        self,
+        name: &str,
+        adapter: &str,
+        base_url: &str,
+        models: &[(&str, &str, &str)],
+        extra: &str,
+    ) -> Self {
+        let text = fragment_of(name, adapter, base_url, models, extra);
+        self.file(&format!("{name}.yaml"), &text).enable(name)
     }
 
     /// Sets a provider's flag `NAME=1` and key `NAME_API_KEY`.
