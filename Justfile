@@ -18,7 +18,7 @@ check:
 
 # Build the bundled plugins as components into target/plugins/.
 plugins:
-    cargo build --release --target wasm32-wasip2 -p tollgate-plugin-openai -p tollgate-fixture-faulty --target-dir target/plugins
+    cargo build --release --target wasm32-wasip2 -p tollgate-plugin-openai -p tollgate-plugin-anthropic -p tollgate-plugin-cohere -p tollgate-policy-free-first -p tollgate-policy-most-headroom --target-dir target/plugins
 
 # A simulated day of traffic against mocks enforcing the free-tier limits
 # (the README's quota table). Exits non-zero on any 429 or wasted free request.

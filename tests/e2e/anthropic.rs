@@ -72,7 +72,7 @@ fn parallel_tools_stream() -> Vec<String> {
     ]
 }
 
-async fn anthropic_mock() -> Scripted {
+pub(crate) async fn anthropic_mock() -> Scripted {
     Scripted::start(|request: &Recorded| {
         assert_eq!(request.path, "/v1/messages");
         let body = request.json();

@@ -51,7 +51,7 @@ fn chat_stream() -> Vec<String> {
     ]
 }
 
-async fn cohere_mock() -> Scripted {
+pub(crate) async fn cohere_mock() -> Scripted {
     Scripted::start(|request: &Recorded| {
         let body = request.json();
         match request.path.as_str() {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 /// An OpenAI-compatible server answering every endpoint the way OpenAI,
 /// talkies and sd.cpp do.
-async fn openai_like(name: &'static str) -> Scripted {
+pub(crate) async fn openai_like(name: &'static str) -> Scripted {
     Scripted::start(move |request: &Recorded| match request.path.as_str() {
         "/v1/embeddings" => Answer::json(
             200,
@@ -69,7 +69,7 @@ fn audio() -> Vec<u8> {
     (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
-fn local(mock: &Scripted) -> Setup {
+pub(crate) fn local(mock: &Scripted) -> Setup {
     Setup::new().fragment(
         "local",
         "openai",

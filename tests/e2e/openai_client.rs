@@ -68,3 +68,64 @@ async fn the_official_openai_client_works_against_tollgate() {
     assert_eq!(seen["not_found"], "model_not_found");
     assert_eq!(seen["auth"], "rejected");
 }
+
+#[tokio::test]
+async fn the_official_client_uses_every_mode_and_the_anthropic_adapter() {
+    if !openai_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the `openai` Python package"
+        );
+        eprintln!("SKIPPED: the `openai` Python package is not installed (pip install openai)");
+        return;
+    }
+    let local = crate::modes::openai_like("local").await;
+    let anthropic = crate::anthropic::anthropic_mock().await;
+    let cohere = crate::cohere::cohere_mock().await;
+    let gateway = crate::modes::local(&local)
+        .fragment(
+            "anthropic",
+            "anthropic",
+            &anthropic.url("/v1"),
+            &[("claude", "claude-sonnet-4-6", "chat")],
+            "",
+        )
+        .fragment(
+            "cohere",
+            "cohere",
+            &cohere.url("/v2"),
+            &[("cohere-embed", "embed-v4.0", "embedding")],
+            "",
+        )
+        .env("TOLLGATE_MASTER_KEY", "tg-python-modes-key")
+        .start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/openai_modes.py");
+    let url = format!("{}/v1", gateway.url);
+    let output = tokio::process::Command::new("python3")
+        .args([script, &url, "tg-python-modes-key"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(seen["embedding"], serde_json::json!([0.5, -0.25]));
+    assert_eq!(seen["embedding_tokens"], 7);
+    // [0.0, 0.5] as little-endian f32s, base64.
+    assert_eq!(seen["b64_embedding"], "AAAAAAAAAD8=");
+    assert_eq!(seen["speech_type"], "audio/mpeg");
+    assert_eq!(seen["speech_bytes"], 300_000);
+    assert_eq!(seen["transcript"], "hello from local");
+    assert!(seen["srt"].as_str().unwrap().starts_with("1\n00:00:00,000"));
+    assert_eq!(seen["image"], "89504e47");
+    assert_eq!(seen["tool_call"], serde_json::json!(["weather", {"city": "Paris"}]));
+    assert_eq!(seen["finish_reason"], "tool_calls");
+    assert!(
+        seen["wrong_mode"].as_str().unwrap().contains("serves chat"),
+        "{seen}"
+    );
+}
