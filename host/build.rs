@@ -19,6 +19,13 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "anthropic",
     ),
     ("tollgate-plugin-cohere", "tollgate_plugin_cohere", "cohere"),
+    ("tollgate-plugin-ollama", "tollgate_plugin_ollama", "ollama"),
+    (
+        "tollgate-plugin-talkies",
+        "tollgate_plugin_talkies",
+        "talkies",
+    ),
+    ("tollgate-plugin-sdcpp", "tollgate_plugin_sdcpp", "sdcpp"),
     (
         "tollgate-policy-free-first",
         "tollgate_policy_free_first",

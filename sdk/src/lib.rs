@@ -29,6 +29,7 @@
 //!
 //! The contract itself, with every type documented, is `wit/tollgate.wit`.
 
+pub mod compat;
 pub mod http;
 pub mod openai;
 pub mod policy;

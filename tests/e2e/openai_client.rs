@@ -122,7 +122,10 @@ async fn the_official_client_uses_every_mode_and_the_anthropic_adapter() {
     assert_eq!(seen["transcript"], "hello from local");
     assert!(seen["srt"].as_str().unwrap().starts_with("1\n00:00:00,000"));
     assert_eq!(seen["image"], "89504e47");
-    assert_eq!(seen["tool_call"], serde_json::json!(["weather", {"city": "Paris"}]));
+    assert_eq!(
+        seen["tool_call"],
+        serde_json::json!(["weather", {"city": "Paris"}])
+    );
     assert_eq!(seen["finish_reason"], "tool_calls");
     assert!(
         seen["wrong_mode"].as_str().unwrap().contains("serves chat"),

@@ -17,6 +17,18 @@ pub const BUNDLED: &[(&str, &[u8])] = &[
         include_bytes!(concat!(env!("OUT_DIR"), "/plugins/cohere.wasm")),
     ),
     (
+        "ollama",
+        include_bytes!(concat!(env!("OUT_DIR"), "/plugins/ollama.wasm")),
+    ),
+    (
+        "talkies",
+        include_bytes!(concat!(env!("OUT_DIR"), "/plugins/talkies.wasm")),
+    ),
+    (
+        "sdcpp",
+        include_bytes!(concat!(env!("OUT_DIR"), "/plugins/sdcpp.wasm")),
+    ),
+    (
         "free-first",
         include_bytes!(concat!(env!("OUT_DIR"), "/plugins/free-first.wasm")),
     ),
