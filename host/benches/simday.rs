@@ -566,7 +566,8 @@ async fn simulate(ledger: bool) -> (Day, BTreeMap<String, Tally>, f64) {
         .await
         .unwrap();
     let ledger = Ledger::new(Backend::Memory, Arc::new(clock.clone())).unwrap();
-    let gateway = Arc::new(Gateway::new(catalog, plugins, ledger).unwrap());
+    let leases = tollgate::gpu::Leases::new(tollgate::gpu::device::Device::unknown());
+    let gateway = Arc::new(Gateway::new(catalog, plugins, ledger, leases).unwrap());
 
     let mut rng = Rng(0x0005_EED0_FDA7);
     let times = arrivals(&mut rng);

@@ -1,5 +1,6 @@
-//! Operator endpoints: `/admin/quotas` (the ledger) and `/admin/plugins`
-//! (what is loaded, from where, and what the last reload rejected).
+//! Operator endpoints: `/admin/quotas` (the ledger), `/admin/gpu` (the GPU
+//! lease table) and `/admin/plugins` (what is loaded, from where, and what
+//! the last reload rejected).
 
 use crate::api::{ApiError, Body, json_response};
 use crate::ledger::clock::rfc3339;
@@ -13,6 +14,11 @@ use serde::Serialize;
 pub async fn quotas(gateway: &Gateway) -> Response<Body> {
     let report = gateway.ledger.report().await;
     encode(&report)
+}
+
+/// The GPU lease table.
+pub fn gpu(gateway: &Gateway) -> Response<Body> {
+    encode(&gateway.leases.report())
 }
 
 /// One plugin as `/admin/plugins` shows it.

@@ -124,6 +124,56 @@ pub struct Gpu {
     pub vram_mb: u64,
 }
 
+impl Gpu {
+    /// The memory it holds on the shared GPU: its estimate when it runs on
+    /// CUDA, nothing when it runs on the CPU.
+    pub fn cuda_mb(&self) -> u64 {
+        if self.device == "cuda" {
+            self.vram_mb
+        } else {
+            0
+        }
+    }
+}
+
+/// How a local model server is shared: its fragment's `local:` block. A
+/// provider with one (or with a `gpu:` model) is a managed local backend:
+/// its models are loaded, counted and unloaded through the lease table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalBackend {
+    /// Jobs it may run at once (an image server runs one); unlimited when absent.
+    pub concurrency: Option<u32>,
+    /// Models it keeps loaded at once (sd.cpp holds one and swaps);
+    /// unlimited when absent.
+    pub max_loaded: Option<u32>,
+    /// Seconds a backend may sit idle before its models are unloaded.
+    pub idle_ttl: f64,
+    /// Seconds a request may wait for a job slot or GPU memory before the
+    /// attempt is skipped and the chain moves on.
+    pub queue_timeout: f64,
+}
+
+impl Default for LocalBackend {
+    fn default() -> Self {
+        LocalBackend {
+            concurrency: None,
+            max_loaded: None,
+            idle_ttl: 300.0,
+            queue_timeout: 30.0,
+        }
+    }
+}
+
+impl LocalBackend {
+    pub fn idle_ttl(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_ttl)
+    }
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.queue_timeout)
+    }
+}
+
 /// How long to wait on an upstream, in seconds.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -225,6 +275,9 @@ struct ProviderFile {
     /// Request fields every model of the provider refuses.
     #[serde(default)]
     unsupported: Vec<Feature>,
+    /// Set for a local model server shared through the lease table.
+    #[serde(default)]
+    local: Option<LocalBackend>,
     /// Where the provider publishes its limits; for people, not the gateway.
     #[serde(default)]
     docs: Option<String>,
@@ -286,6 +339,9 @@ pub struct Provider {
     pub quota: Quota,
     /// `adapter_options` as JSON text, handed to the adapter with each call.
     pub options: String,
+    /// How it is shared, when it is a managed local backend (a `local:`
+    /// block, or a model with `gpu:`).
+    pub local: Option<LocalBackend>,
     pub docs: Option<String>,
     pub source: PathBuf,
     /// `Ok` when enabled, else why not (for `tollgate check`).
@@ -667,6 +723,9 @@ fn check_provider(
         );
     }
     check_limits(&file.limits, "limits", problem);
+    if let Some(local) = &file.local {
+        check_local(local, problem);
+    }
     if file.limits.credit_usd.is_some()
         && file.price.is_none()
         && file.models.iter().any(|m| m.price.is_none())
@@ -687,6 +746,31 @@ fn check_provider(
             problem(&format!("models[{i}].model"), "must not be empty".into());
         }
         check_limits(&model.limits, &format!("models[{i}].limits"), problem);
+        if let Some(gpu) = &model.gpu
+            && !matches!(gpu.device.as_str(), "cuda" | "cpu")
+        {
+            problem(
+                &format!("models[{i}].gpu.device"),
+                format!("`{}` is not `cuda` or `cpu`", gpu.device),
+            );
+        }
+    }
+}
+
+fn check_local(local: &LocalBackend, problem: &mut dyn FnMut(&str, String)) {
+    if local.concurrency == Some(0) {
+        problem("local.concurrency", "must be at least 1".into());
+    }
+    if local.max_loaded == Some(0) {
+        problem("local.max_loaded", "must be at least 1".into());
+    }
+    for (field, seconds) in [
+        ("local.idle_ttl", local.idle_ttl),
+        ("local.queue_timeout", local.queue_timeout),
+    ] {
+        if !seconds.is_finite() || seconds <= 0.0 {
+            problem(field, "must be a positive number of seconds".into());
+        }
     }
 }
 
@@ -763,6 +847,12 @@ fn resolve_provider(file: &ProviderFile, path: &Path, env: &Env) -> Provider {
             .adapter_options
             .as_ref()
             .map_or_else(|| "{}".to_owned(), |o| o.to_string()),
+        local: file.local.clone().or_else(|| {
+            file.models
+                .iter()
+                .any(|m| m.gpu.is_some())
+                .then(LocalBackend::default)
+        }),
         docs: file.docs.clone(),
         source: path.to_path_buf(),
         status,

@@ -7,9 +7,11 @@
 
 pub mod admin;
 pub mod api;
+mod backends;
 pub mod config;
 pub mod endpoints;
 pub mod env;
+pub mod gpu;
 pub mod ledger;
 pub mod plugins;
 pub mod policy;

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tollgate::config::{Catalog, Secret};
+use tollgate::gpu::device::Device;
+use tollgate::gpu::{GpuReport, Leases};
 use tollgate::ledger::clock::SystemClock;
 use tollgate::ledger::report::QuotaReport;
 use tollgate::ledger::store::Store;
@@ -39,6 +41,21 @@ enum Command {
     /// Show the quota ledger: each provider's and model's limits, what is
     /// used, what remains, when it resets, and any cooldown.
     Quotas(QuotasArgs),
+    /// Show the GPU lease table: the device, each local backend's lease,
+    /// the requests waiting for memory, and eviction counts.
+    Gpu(GpuArgs),
+}
+
+#[derive(Args)]
+struct GpuArgs {
+    /// A running gateway to ask. Default: TOLLGATE_URL, else
+    /// http://127.0.0.1:4000. When none answers there, only the device is
+    /// shown.
+    #[arg(long)]
+    url: Option<String>,
+    /// Print the JSON that /admin/gpu serves instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -107,6 +124,7 @@ fn main() -> std::process::ExitCode {
             Command::Check(sources) => check(sources).await,
             Command::Models(sources) => models(sources).await,
             Command::Quotas(args) => quotas(args).await,
+            Command::Gpu(args) => gpu(args).await,
         }
     });
     match result {
@@ -188,8 +206,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     let ledger = open_ledger(&args.ledger, &args.sources.data, &env).await?;
     ledger.spawn_saver(Duration::from_millis(500));
-    let gateway = router::Gateway::new(catalog, plugins, ledger.clone())?;
+    let leases = Leases::new(gpu_device(&env)?);
+    let gateway = router::Gateway::new(catalog, plugins, ledger.clone(), leases)?;
     let state = Arc::new(server::AppState::new(gateway, master_key));
+    spawn_idle_sweeper(state.clone());
     let watched = reload::Watched {
         config: args.sources.config.clone(),
         plugins: args.sources.plugins.clone(),
@@ -218,6 +238,72 @@ async fn serve(args: ServeArgs) -> Result<()> {
     std::io::stdout().flush().ok();
     server::run(listener, state, shutdown_signal()).await?;
     ledger.flush().await;
+    Ok(())
+}
+
+/// The card from TOLLGATE_GPU_VRAM_MB, else NVML (device
+/// TOLLGATE_GPU_DEVICE, default 0), else unknown.
+fn gpu_device(env: &env::Env) -> Result<Device> {
+    let number = |name: &str| -> Result<Option<u64>> {
+        env.get(name)
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .with_context(|| format!("{name}={v} is not a whole number"))
+            })
+            .transpose()
+    };
+    let configured = number("TOLLGATE_GPU_VRAM_MB")?;
+    let index = number("TOLLGATE_GPU_DEVICE")?.unwrap_or(0) as u32;
+    let device = Device::detect(configured, index);
+    tracing::info!(device = %device.name, vram_mb = ?device.total_mb, "GPU for local backends");
+    Ok(device)
+}
+
+/// Unloads local backends idle past their TTL (checked every second: a
+/// scan of a handful of leases).
+fn spawn_idle_sweeper(state: Arc<server::AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let generation = state.current();
+            let gateway = &generation.gateway;
+            let ttl = |backend: &str| {
+                gateway
+                    .catalog
+                    .providers
+                    .iter()
+                    .find(|p| p.name == backend)
+                    .and_then(|p| p.local.as_ref())
+                    .map_or(Duration::from_secs(300), |l| l.idle_ttl())
+            };
+            gateway.leases.sweep(ttl, gateway).await;
+        }
+    });
+}
+
+async fn gpu(args: GpuArgs) -> Result<()> {
+    let env = env::Env::load(Path::new("."))?;
+    let url = args
+        .url
+        .clone()
+        .or_else(|| env.get("TOLLGATE_URL").map(str::to_owned))
+        .unwrap_or_else(|| "http://127.0.0.1:4000".into());
+    let report: GpuReport = match admin_get(&url, "/admin/gpu", &env).await? {
+        Some(body) => serde_json::from_slice(&body)
+            .with_context(|| format!("{url}/admin/gpu did not return a GPU report"))?,
+        None => {
+            eprintln!("no gateway answers at {url}; showing the device only");
+            Leases::new(gpu_device(&env)?).report()
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
     Ok(())
 }
 
@@ -297,13 +383,24 @@ async fn quotas(args: QuotasArgs) -> Result<()> {
     Ok(())
 }
 
-/// The report of the gateway at `url`, or `None` when nothing listens there.
+/// The quota report of the gateway at `url`, or `None` when nothing listens there.
 async fn ask_gateway(url: &str, env: &env::Env) -> Result<Option<QuotaReport>> {
+    let Some(body) = admin_get(url, "/admin/quotas", env).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&body)
+        .map(Some)
+        .with_context(|| format!("{url}/admin/quotas did not return a quota report"))
+}
+
+/// The body of an admin endpoint of the gateway at `url`, or `None` when
+/// nothing listens there.
+async fn admin_get(url: &str, path: &str, env: &env::Env) -> Result<Option<bytes::Bytes>> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .no_proxy()
         .build()?;
-    let mut request = client.get(format!("{}/admin/quotas", url.trim_end_matches('/')));
+    let mut request = client.get(format!("{}{path}", url.trim_end_matches('/')));
     if let Some(key) = env.get("TOLLGATE_MASTER_KEY") {
         request = request.bearer_auth(key);
     }
@@ -323,9 +420,7 @@ async fn ask_gateway(url: &str, env: &env::Env) -> Result<Option<QuotaReport>> {
             String::from_utf8_lossy(&body)
         );
     }
-    serde_json::from_slice(&body)
-        .map(Some)
-        .with_context(|| format!("{url}/admin/quotas did not return a quota report"))
+    Ok(Some(body))
 }
 
 async fn models(sources: Sources) -> Result<()> {

@@ -4,6 +4,7 @@
 //! policy says.
 
 use crate::config::{Model, Tier};
+use crate::gpu::Leases;
 use crate::ledger::Ledger;
 use crate::ledger::estimate::Estimate;
 use crate::ledger::plan::Plan;
@@ -27,7 +28,7 @@ pub fn request_shape(alias: &str, mode: Mode, estimate: &Estimate, stream: bool)
 }
 
 /// A candidate as the policy sees it.
-pub fn candidate(model: &Model, plan: &Plan, ledger: &Ledger) -> Candidate {
+pub fn candidate(model: &Model, plan: &Plan, ledger: &Ledger, leases: &Leases) -> Candidate {
     let outlook = ledger.outlook(plan);
     let (error_rate, latency_ms) = plan.model.health.snapshot();
     Candidate {
@@ -52,10 +53,9 @@ pub fn candidate(model: &Model, plan: &Plan, ledger: &Ledger) -> Candidate {
         cooldown_ms: outlook.cooldown_ms,
         error_rate,
         latency_ms,
-        // GPU leases arrive with the lease table; until then nothing is leased.
         gpu: model.gpu.as_ref().map(|gpu| GpuLease {
             vram_mb: gpu.vram_mb,
-            resident: false,
+            resident: leases.resident(&model.provider.name, &model.model),
         }),
     }
 }

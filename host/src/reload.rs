@@ -166,8 +166,13 @@ async fn next_generation(
             format!(", {} plugin file(s) rejected", failures.len())
         }
     );
-    let gateway = Gateway::new(catalog, plugins, current.gateway.ledger.clone())
-        .map_err(|e| (format!("{e:#}"), Some(failures)))?;
+    let gateway = Gateway::new(
+        catalog,
+        plugins,
+        current.gateway.ledger.clone(),
+        current.gateway.leases.clone(),
+    )
+    .map_err(|e| (format!("{e:#}"), Some(failures)))?;
     Ok((gateway, summary))
 }
 

@@ -17,13 +17,14 @@
 
 use crate::api::{ApiError, Body, json_response};
 use crate::config::{Catalog, Feature, Mode, Model};
+use crate::gpu::{Granted, Leases, Refusal};
 use crate::ledger::estimate::Estimate;
 use crate::ledger::headers::RateHeaders;
 use crate::ledger::plan::Plan;
 use crate::ledger::{Denial, Ledger, Outcome, Reservation};
 use crate::plugins::bindings::policy::{Candidate, FailedAttempt, NextStep, RequestShape};
 use crate::plugins::bindings::{
-    self, ClientRequest, FailureKind, ResponseKind, Target, UpstreamResponse,
+    self, ClientRequest, ControlAction, FailureKind, ResponseKind, Target, UpstreamResponse,
 };
 use crate::plugins::{LoadedPlugin, PluginRuntime, Session};
 use crate::redact::Redactor;
@@ -47,10 +48,12 @@ pub struct Gateway {
     pub catalog: Catalog,
     pub plugins: PluginRuntime,
     pub ledger: Arc<Ledger>,
+    /// The GPU lease table and local backends' job slots.
+    pub leases: Arc<Leases>,
     /// The ledger plan of every enabled alias.
     plans: HashMap<String, Arc<Plan>>,
-    upstreams: Upstreams,
-    redactor: Redactor,
+    pub(crate) upstreams: Upstreams,
+    pub(crate) redactor: Redactor,
 }
 
 /// A client request, parsed and sized, ready to route.
@@ -112,6 +115,17 @@ impl Note {
         }
     }
 
+    /// Skipped because its local backend had no room or slot in time.
+    fn busy(model: &Arc<Model>, refusal: &Refusal) -> Self {
+        Note {
+            model: model.clone(),
+            reason: format!("local backend busy: {refusal}"),
+            kind: FailureKind::Unavailable,
+            skipped: Some("gpu"),
+            retry_at: None,
+        }
+    }
+
     fn failed(model: &Arc<Model>, reason: String, kind: FailureKind) -> Self {
         Note {
             model: model.clone(),
@@ -139,6 +153,9 @@ pub(crate) struct Hold {
     sent: bool,
     /// The provider's HTTP status, once it answered.
     status: Option<u16>,
+    /// The local backend's job slot and GPU lease, given back when the
+    /// attempt (or its stream) ends.
+    local: Option<Granted>,
 }
 
 impl Hold {
@@ -155,6 +172,7 @@ impl Hold {
             headers: std::mem::take(&mut self.headers),
             sent: true,
             status: self.status,
+            local: self.local.take(),
         }
     }
 
@@ -210,6 +228,7 @@ impl Gateway {
         catalog: Catalog,
         plugins: PluginRuntime,
         ledger: Arc<Ledger>,
+        leases: Arc<Leases>,
     ) -> anyhow::Result<Self> {
         let upstreams = Upstreams::new(&catalog.providers)?;
         let redactor = Redactor::new(catalog.secrets());
@@ -223,6 +242,7 @@ impl Gateway {
             catalog,
             plugins,
             ledger,
+            leases,
             plans,
             upstreams,
             redactor,
@@ -277,7 +297,14 @@ impl Gateway {
                 headers: RateHeaders::default(),
                 sent: false,
                 status: None,
+                local: None,
             };
+            if let Err(note) = self.take_local(model, &mut hold).await {
+                hold.settle(Outcome::NotSent).await;
+                tracing::warn!(alias = %model.alias, "{}", note.reason);
+                notes.push(note);
+                continue;
+            }
             let started = std::time::Instant::now();
             let result = self.attempt(model, inbound, &mut hold).await;
             if hold.sent || result.is_ok() {
@@ -312,6 +339,27 @@ impl Gateway {
         self.exhausted(alias, notes)
     }
 
+    /// Holds `model`'s local backend for the attempt (a job slot, a GPU
+    /// lease) and has it load the model when it is not resident.
+    async fn take_local(&self, model: &Arc<Model>, hold: &mut Hold) -> Result<(), Note> {
+        let granted = match self.hold_local(model).await {
+            Ok(granted) => granted,
+            Err(refusal) => return Err(Note::busy(model, &refusal)),
+        };
+        if let Some(granted) = &granted
+            && granted.load
+            && let Err(e) = self.control(model, ControlAction::Load).await
+        {
+            granted.lease.forget();
+            let reason = self
+                .redactor
+                .scrub(&format!("could not load the model: {e}"));
+            return Err(Note::failed(model, reason, FailureKind::Unavailable));
+        }
+        hold.local = granted;
+        Ok(())
+    }
+
     /// The routing policy `policies.yaml` names for `alias`.
     fn policy_for(&self, alias: &str) -> Option<&Arc<LoadedPlugin>> {
         self.plugins.policy(self.catalog.policies.for_alias(alias))
@@ -331,7 +379,12 @@ impl Gateway {
             .iter()
             .filter_map(|m| {
                 let plan = self.plans.get(&m.alias)?;
-                Some(crate::policy::candidate(m, plan, &self.ledger))
+                Some(crate::policy::candidate(
+                    m,
+                    plan,
+                    &self.ledger,
+                    &self.leases,
+                ))
             })
             .collect();
         if seen.len() != candidates.len() {
@@ -824,7 +877,7 @@ pub fn wit_mode(mode: crate::config::Mode) -> bindings::Mode {
     }
 }
 
-fn target_of(model: &Model) -> Target {
+pub(crate) fn target_of(model: &Model) -> Target {
     Target {
         provider: model.provider.name.clone(),
         alias: model.alias.clone(),

@@ -32,6 +32,7 @@ const PATHS: &[&str] = &[
     "/v1/audio/voices",
     "/v1/images/generations",
     "/admin/quotas",
+    "/admin/gpu",
     "/admin/plugins",
 ];
 
@@ -174,6 +175,7 @@ async fn route(
             json_response(StatusCode::OK, generation.models_json.clone())
         }
         (&Method::GET, "/admin/quotas") => admin::quotas(&generation.gateway).await,
+        (&Method::GET, "/admin/gpu") => admin::gpu(&generation.gateway),
         (&Method::GET, "/admin/plugins") => admin::plugins(state, &generation),
         (&Method::GET, "/v1/audio/voices") => {
             endpoints::voices(&generation.gateway, &request).await

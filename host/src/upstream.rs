@@ -243,6 +243,7 @@ mod tests {
             timeouts: Timeouts::default(),
             quota: Default::default(),
             options: "{}".into(),
+            local: None,
             docs: None,
             source: "p.yaml".into(),
             status: Ok(()),

@@ -3,6 +3,7 @@
 
 mod support {
     pub mod gateway;
+    pub mod local;
     pub mod mock;
     pub mod scripted;
 }
@@ -13,6 +14,7 @@ mod chat;
 mod cli;
 mod cohere;
 mod fallback;
+mod gpu;
 mod modes;
 mod openai_client;
 mod policy;

@@ -12,8 +12,9 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::tollgate::plugin::types::{
-    Body, ClientRequest, Credential, Failure, FailureKind, FormPart, FormValue, Mode, PluginInfo,
-    Reply, ResponseKind, StreamOutput, Target, Upload, UpstreamRequest, UpstreamResponse, Usage,
+    Body, ClientRequest, ControlAction, ControlStep, Credential, Failure, FailureKind, FormPart,
+    FormValue, Mode, PluginInfo, Reply, ResponseKind, StreamOutput, Target, Upload,
+    UpstreamRequest, UpstreamResponse, Usage,
 };
 
 /// The routing-policy world.

@@ -5,8 +5,8 @@
 //! on to the next candidate.
 
 use super::bindings::{
-    AdapterPlugin, ClientRequest, Failure, Reply, StreamOutput, Target, UpstreamRequest,
-    UpstreamResponse,
+    AdapterPlugin, ClientRequest, ControlAction, ControlStep, Failure, Reply, StreamOutput, Target,
+    UpstreamRequest, UpstreamResponse,
 };
 use super::sandbox::Sandbox;
 use super::{LoadedAdapter, PluginError};
@@ -87,6 +87,22 @@ impl Session {
         let exports = self.bindings.tollgate_plugin_adapter();
         let result = exports
             .call_classify_failure(&mut self.store, target, response)
+            .await;
+        result.map_err(|e| self.fault(e))
+    }
+
+    /// The next call of a local backend's load or unload sequence.
+    pub async fn control(
+        &mut self,
+        target: &Target,
+        action: ControlAction,
+        step: u32,
+        previous: Option<&UpstreamResponse>,
+    ) -> Result<Result<ControlStep, String>, PluginError> {
+        self.arm();
+        let exports = self.bindings.tollgate_plugin_adapter();
+        let result = exports
+            .call_control(&mut self.store, target, action, step, previous)
             .await;
         result.map_err(|e| self.fault(e))
     }
