@@ -284,13 +284,16 @@ fn spawn_idle_sweeper(state: Arc<server::AppState>) {
     });
 }
 
+/// `--url`, else TOLLGATE_URL, else the default listen address.
+fn gateway_url(flag: Option<&str>, env: &env::Env) -> String {
+    flag.or_else(|| env.get("TOLLGATE_URL"))
+        .unwrap_or("http://127.0.0.1:4000")
+        .to_owned()
+}
+
 async fn gpu(args: GpuArgs) -> Result<()> {
     let env = env::Env::load(Path::new("."))?;
-    let url = args
-        .url
-        .clone()
-        .or_else(|| env.get("TOLLGATE_URL").map(str::to_owned))
-        .unwrap_or_else(|| "http://127.0.0.1:4000".into());
+    let url = gateway_url(args.url.as_deref(), &env);
     let report: GpuReport = match admin_get(&url, "/admin/gpu", &env).await? {
         Some(body) => serde_json::from_slice(&body)
             .with_context(|| format!("{url}/admin/gpu did not return a GPU report"))?,
@@ -356,11 +359,7 @@ async fn check(sources: Sources) -> Result<()> {
 
 async fn quotas(args: QuotasArgs) -> Result<()> {
     let env = env::Env::load(Path::new("."))?;
-    let url = args
-        .url
-        .clone()
-        .or_else(|| env.get("TOLLGATE_URL").map(str::to_owned))
-        .unwrap_or_else(|| "http://127.0.0.1:4000".into());
+    let url = gateway_url(args.url.as_deref(), &env);
     let report = match ask_gateway(&url, &env).await? {
         Some(report) => report,
         None => {
