@@ -23,3 +23,4 @@ pub mod router;
 pub mod server;
 pub mod uploads;
 pub mod upstream;
+mod voices;

@@ -16,7 +16,7 @@
 //! provider's rate-limit headers when the attempt ends, however it ends.
 
 use crate::api::{ApiError, Body, json_response};
-use crate::config::{Catalog, Feature, Mode, Model};
+use crate::config::{Catalog, Feature, Model};
 use crate::gpu::{Granted, Leases, Refusal};
 use crate::ledger::estimate::Estimate;
 use crate::ledger::headers::RateHeaders;
@@ -280,31 +280,13 @@ impl Gateway {
             let Some(plan) = self.plans.get(&model.alias) else {
                 continue;
             };
-            if let Some(feature) = refused(model, &inbound.features) {
-                notes.push(Note::refused(model, feature));
-                continue;
-            }
-            let reservation = match self.ledger.reserve(plan, estimate).await {
-                Ok(reservation) => reservation,
-                Err(denial) => {
-                    tracing::debug!(alias = %model.alias, "{denial}");
-                    notes.push(Note::skipped(model, &denial));
+            let mut hold = match self.prepare(model, plan, inbound).await {
+                Ok(hold) => hold,
+                Err(note) => {
+                    notes.push(note);
                     continue;
                 }
             };
-            let mut hold = Hold {
-                reservation: Some(reservation),
-                headers: RateHeaders::default(),
-                sent: false,
-                status: None,
-                local: None,
-            };
-            if let Err(note) = self.take_local(model, &mut hold).await {
-                hold.settle(Outcome::NotSent).await;
-                tracing::warn!(alias = %model.alias, "{}", note.reason);
-                notes.push(note);
-                continue;
-            }
             let started = std::time::Instant::now();
             let result = self.attempt(model, inbound, &mut hold).await;
             if hold.sent || result.is_ok() {
@@ -337,6 +319,40 @@ impl Gateway {
             }
         }
         self.exhausted(alias, notes)
+    }
+
+    /// What must hold before an attempt on `model`: it accepts the request's
+    /// fields, the ledger has room for it, and its local backend (if any)
+    /// has a job slot and memory. Otherwise, why it is skipped.
+    async fn prepare(
+        &self,
+        model: &Arc<Model>,
+        plan: &Arc<Plan>,
+        inbound: &Inbound,
+    ) -> Result<Hold, Note> {
+        if let Some(feature) = refused(model, &inbound.features) {
+            return Err(Note::refused(model, feature));
+        }
+        let reservation = match self.ledger.reserve(plan, &inbound.estimate).await {
+            Ok(reservation) => reservation,
+            Err(denial) => {
+                tracing::debug!(alias = %model.alias, "{denial}");
+                return Err(Note::skipped(model, &denial));
+            }
+        };
+        let mut hold = Hold {
+            reservation: Some(reservation),
+            headers: RateHeaders::default(),
+            sent: false,
+            status: None,
+            local: None,
+        };
+        if let Err(note) = self.take_local(model, &mut hold).await {
+            hold.settle(Outcome::NotSent).await;
+            tracing::warn!(alias = %model.alias, "{}", note.reason);
+            return Err(note);
+        }
+        Ok(hold)
     }
 
     /// Holds `model`'s local backend for the attempt (a job slot, a GPU
@@ -527,70 +543,6 @@ impl Gateway {
         .into_response()
     }
 
-    /// `GET /v1/audio/voices`: the voice list of a speech model's backend,
-    /// as the backend gives it. Without an alias, the first enabled speech
-    /// model's backend answers.
-    pub async fn voices(&self, alias: Option<&str>) -> Response<Body> {
-        let model = match alias {
-            Some(alias) => match self.catalog.model(alias).filter(|m| m.enabled()) {
-                None => return ApiError::model_not_found(alias).into_response(),
-                Some(m) if m.mode != Mode::Speech => {
-                    return ApiError::bad_request(format!(
-                        "the model `{alias}` serves {}, not speech",
-                        m.mode.as_str()
-                    ))
-                    .into_response();
-                }
-                Some(m) => m,
-            },
-            None => match self
-                .catalog
-                .models
-                .iter()
-                .find(|m| m.enabled() && m.mode == Mode::Speech)
-            {
-                Some(m) => m,
-                None => {
-                    return ApiError::bad_request(
-                        "no speech model is enabled; GET /v1/models lists the models you can use",
-                    )
-                    .into_response();
-                }
-            },
-        };
-        let url = format!("{}/audio/voices", model.provider.base_url);
-        let mut response = match self.upstreams.get(&model.provider, &url).await {
-            Ok(response) => response,
-            Err(e) => return voices_unavailable(model, &self.redactor.scrub(&e.to_string())),
-        };
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return ApiError::new(
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                "voices_not_listed",
-                format!(
-                    "the backend of `{}` ({}) does not list its voices",
-                    model.alias, model.provider.name
-                ),
-            )
-            .into_response();
-        }
-        let content_type = response.headers().get(CONTENT_TYPE).cloned();
-        let body = upstream::read_body(&mut response, model.provider.timeouts.idle()).await;
-        match body {
-            Ok(body) if status.is_success() => {
-                let mut out = json_response(StatusCode::OK, body);
-                if let Some(content_type) = content_type {
-                    out.headers_mut().insert(CONTENT_TYPE, content_type);
-                }
-                with_route(out, &model.alias, &[])
-            }
-            Ok(_) => voices_unavailable(model, &format!("HTTP {status}")),
-            Err(e) => voices_unavailable(model, &e.to_string()),
-        }
-    }
-
     /// Reads a failed response and asks the adapter what it means.
     async fn failure(
         &self,
@@ -731,19 +683,6 @@ fn refused(model: &Model, features: &[Feature]) -> Option<Feature> {
         .iter()
         .copied()
         .find(|f| model.unsupported.contains(f))
-}
-
-fn voices_unavailable(model: &Model, reason: &str) -> Response<Body> {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "upstream_error",
-        "voices_unavailable",
-        format!(
-            "the backend of `{}` ({}) could not list its voices: {reason}",
-            model.alias, model.provider.name
-        ),
-    )
-    .into_response()
 }
 
 /// How a failed attempt counts in the ledger.
