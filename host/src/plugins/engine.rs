@@ -128,25 +128,38 @@ pub fn compile(
     cache_dir: Option<&Path>,
 ) -> Result<Component> {
     let cached = cache_dir.map(|dir| cache_path(engine, dir, digest));
-    if let Some(path) = cached.as_deref().filter(|p| p.exists()) {
-        // SAFETY: the cache folder holds only artifacts this gateway serialized
-        // itself, named by the source's digest and this engine's compatibility
-        // hash; a mismatched or damaged file is rejected by wasmtime's header
-        // checks and we fall back to compiling.
-        match unsafe { Component::deserialize_file(engine, path) } {
-            Ok(component) => return Ok(component),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "ignoring unusable compiled cache entry: {e}")
-            }
-        }
+    if let Some(path) = cached.as_deref().filter(|p| p.exists())
+        && let Some(component) = from_cache(engine, path)
+    {
+        return Ok(component);
     }
     let component = Component::new(engine, bytes).map_err(anyhow::Error::from)?;
-    if let Some(path) = cached
-        && let Err(e) = store_artifact(&component, &path)
-    {
+    let Some(path) = cached else {
+        return Ok(component);
+    };
+    if let Err(e) = store_artifact(&component, &path) {
         tracing::warn!(path = %path.display(), "could not cache compiled plugin: {e:#}");
+        return Ok(component);
     }
-    Ok(component)
+    // Run from the file just written, as a later start would: its code is
+    // then mapped from disk and paged in as used, where the freshly
+    // compiled copy would sit whole in anonymous memory.
+    Ok(from_cache(engine, &path).unwrap_or(component))
+}
+
+/// The artifact at `path`, or `None` (with a warning) when it is unusable.
+fn from_cache(engine: &Engine, path: &Path) -> Option<Component> {
+    // SAFETY: the cache folder holds only artifacts this gateway serialized
+    // itself, named by the source's digest and this engine's compatibility
+    // hash; a mismatched or damaged file is rejected by wasmtime's header
+    // checks and the caller compiles instead.
+    match unsafe { Component::deserialize_file(engine, path) } {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring unusable compiled cache entry: {e}");
+            None
+        }
+    }
 }
 
 fn cache_path(engine: &Engine, dir: &Path, digest: &str) -> PathBuf {

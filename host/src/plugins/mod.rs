@@ -147,6 +147,26 @@ pub struct PluginRuntime {
     failures: Vec<LoadFailure>,
 }
 
+/// Hands the heap the compiler used back to the operating system.
+///
+/// Compiling a component (at the first start, or when a plugin changes)
+/// takes tens of megabytes of scratch memory that glibc keeps for reuse
+/// once it is freed; the gateway would otherwise sit at twice its idle
+/// size for good. Compiled code lives in its own mappings and is not
+/// affected.
+fn release_compiler_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free heap pages to the kernel.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 impl PluginRuntime {
     /// Loads the bundled adapters, then every `*.wasm` in `plugins_dir`
     /// (a file overrides the bundled adapter of the same name). A file that
@@ -194,6 +214,7 @@ impl PluginRuntime {
         if let Some(dir) = plugins_dir {
             runtime.load_dir(dir, previous).await?;
         }
+        release_compiler_memory();
         Ok(runtime)
     }
 
