@@ -121,6 +121,28 @@ pub fn rfc3339(ms: u64) -> String {
     )
 }
 
+/// Parses a UTC RFC 3339 time (`2026-11-25T03:04:05Z`, fractions allowed)
+/// into Unix milliseconds, as Anthropic's rate-limit resets are given.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let text = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = text.split_once('T')?;
+    let mut date = date.splitn(3, '-');
+    let y: i64 = date.next()?.parse().ok()?;
+    let m: u32 = date.next()?.parse().ok()?;
+    let d: u32 = date.next()?.parse().ok()?;
+    let mut time = time.splitn(3, ':');
+    let h: u64 = time.next()?.parse().ok()?;
+    let min: u64 = time.next()?.parse().ok()?;
+    let secs: f64 = time.next()?.parse().ok()?;
+    let valid = (1..=12).contains(&m) && (1..=31).contains(&d) && h < 24 && min < 60;
+    let valid = valid && (0.0..61.0).contains(&secs);
+    valid.then(|| {
+        month_day_ms(y, m, d) + h * HOUR_MS + min * MINUTE_MS + (secs * 1000.0).round() as u64
+    })
+}
+
 /// Parses `HH:MM` into milliseconds after midnight.
 pub fn parse_time_of_day(text: &str) -> Option<u64> {
     let (h, m) = text.split_once(':')?;
@@ -185,5 +207,15 @@ mod tests {
         assert_eq!(parse_time_of_day("24:00"), None);
         assert_eq!(parse_time_of_day("7:30"), None);
         assert_eq!(parse_time_of_day("noon"), None);
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let at = utc(2026, 11, 25, 10, 16) + 7_250;
+        assert_eq!(parse_rfc3339("2026-11-25T10:16:07.25Z"), Some(at));
+        assert_eq!(parse_rfc3339(&rfc3339(at)), Some(at - 250));
+        assert_eq!(parse_rfc3339("2026-11-25T10:16:07+00:00"), Some(at - 250));
+        assert_eq!(parse_rfc3339("2026-13-25T10:16:07Z"), None);
+        assert_eq!(parse_rfc3339("2026-11-25 10:16:07"), None);
     }
 }

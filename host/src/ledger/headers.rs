@@ -6,7 +6,10 @@
 //! - Cerebras: the same with a window suffix (`-requests-day`,
 //!   `-tokens-minute`), resets in seconds;
 //! - OpenRouter: `x-ratelimit-{limit,remaining,reset}` (requests), the reset
-//!   as a Unix timestamp in milliseconds.
+//!   as a Unix timestamp in milliseconds;
+//! - Anthropic: `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`,
+//!   resets as RFC 3339 times (the input/output token split is not read: the
+//!   ledger counts tokens as one total);
 //!
 //! plus `retry-after` (seconds) and `retry-after-ms`.
 
@@ -81,10 +84,16 @@ impl RateHeaders {
                 });
                 continue;
             }
-            let Some(rest) = name.strip_prefix("x-ratelimit-") else {
+            let (field, group) = if let Some(rest) = name.strip_prefix("x-ratelimit-") {
+                rest.split_once('-').unwrap_or((rest, ""))
+            } else if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
+                let Some((group @ ("requests" | "tokens"), field)) = rest.rsplit_once('-') else {
+                    continue;
+                };
+                (field, group)
+            } else {
                 continue;
             };
-            let (field, group) = rest.split_once('-').unwrap_or((rest, ""));
             let slot = match groups.iter_mut().find(|(g, _)| g == group) {
                 Some((_, slot)) => slot,
                 None => {
@@ -141,12 +150,15 @@ fn is_rate_header(name: &str) -> bool {
         name.len() >= prefix.len()
             && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
     };
-    starts("x-ratelimit-") || starts("retry-after")
+    starts("x-ratelimit-") || starts("anthropic-ratelimit-") || starts("retry-after")
 }
 
-/// A reset as a duration (`2m59.56s`, `20ms`, `7.66`) or a Unix timestamp in
-/// seconds or milliseconds, as milliseconds from now.
+/// A reset as a duration (`2m59.56s`, `20ms`, `7.66`), a Unix timestamp in
+/// seconds or milliseconds, or an RFC 3339 time, as milliseconds from now.
 fn reset_in_ms(value: &str, now_ms: u64) -> Option<u64> {
+    if let Some(at) = super::clock::parse_rfc3339(value) {
+        return Some(at.saturating_sub(now_ms));
+    }
     if let Ok(number) = value.parse::<f64>() {
         if number > 1e12 {
             return Some((number as u64).saturating_sub(now_ms));
@@ -276,5 +288,29 @@ mod tests {
         assert_eq!(parsed.retry_after_ms, Some(1_250));
         let parsed = parse(&[("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")]);
         assert_eq!(parsed.retry_after_ms, None);
+    }
+
+    #[test]
+    fn anthropic_reports_requests_and_tokens_with_rfc3339_resets() {
+        let now = 1_800_000_000_000;
+        let reset = super::super::clock::rfc3339(now + 42_000);
+        let headers = [
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "0"),
+            ("anthropic-ratelimit-requests-reset", reset.as_str()),
+            ("anthropic-ratelimit-tokens-limit", "40000"),
+            ("anthropic-ratelimit-tokens-remaining", "39000"),
+            ("anthropic-ratelimit-input-tokens-remaining", "30000"),
+            ("anthropic-organization-id", "org"),
+        ];
+        let parsed = RateHeaders::parse(headers.iter().copied(), now);
+        assert_eq!(parsed.reported.len(), 2, "{parsed:?}");
+        let requests = &parsed.reported[0];
+        assert_eq!(requests.metric, Metric::Requests);
+        assert_eq!((requests.limit, requests.remaining), (Some(50), 0));
+        assert_eq!(requests.reset_in_ms, Some(42_000));
+        assert_eq!(parsed.reported[1].metric, Metric::Tokens);
+        assert_eq!(parsed.reported[1].remaining, 39_000);
+        assert_eq!(parsed.exhausted_until_ms(), Some(42_000));
     }
 }
