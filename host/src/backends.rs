@@ -7,7 +7,7 @@
 
 use crate::config::Model;
 use crate::gpu::table::{Ask, Eviction, Unload};
-use crate::gpu::{Control, Granted, Refusal};
+use crate::gpu::{Control, Granted, LeaseGuard, Refusal};
 use crate::plugins::bindings::{ControlAction, ControlStep, UpstreamResponse};
 use crate::router::{Gateway, target_of};
 use crate::uploads::Uploads;
@@ -45,6 +45,25 @@ impl Gateway {
             .acquire(ask, local.concurrency, deadline, self)
             .await?;
         Ok(Some(granted))
+    }
+
+    /// Has the backend load `model` for a lease that just made it resident.
+    /// Should the load fail, or the request go away before it is done, the
+    /// model is taken off the lease again, so the next job loads it anew.
+    pub(crate) async fn load(&self, model: &Model, granted: &Granted) -> Result<(), ControlError> {
+        /// Forgets the model unless the load was confirmed.
+        struct Unconfirmed<'a>(Option<&'a LeaseGuard>);
+        impl Drop for Unconfirmed<'_> {
+            fn drop(&mut self) {
+                if let Some(lease) = self.0 {
+                    lease.forget();
+                }
+            }
+        }
+        let mut pending = Unconfirmed(Some(&granted.lease));
+        self.control(model, ControlAction::Load).await?;
+        pending.0 = None;
+        Ok(())
     }
 
     /// Runs `model`'s adapter's load or unload sequence to its end.

@@ -24,7 +24,7 @@ use crate::ledger::plan::Plan;
 use crate::ledger::{Denial, Ledger, Outcome, Reservation};
 use crate::plugins::bindings::policy::{Candidate, FailedAttempt, NextStep, RequestShape};
 use crate::plugins::bindings::{
-    self, ClientRequest, ControlAction, FailureKind, ResponseKind, Target, UpstreamResponse,
+    self, ClientRequest, FailureKind, ResponseKind, Target, UpstreamResponse,
 };
 use crate::plugins::{LoadedPlugin, PluginRuntime, Session};
 use crate::redact::Redactor;
@@ -364,9 +364,8 @@ impl Gateway {
         };
         if let Some(granted) = &granted
             && granted.load
-            && let Err(e) = self.control(model, ControlAction::Load).await
+            && let Err(e) = self.load(model, granted).await
         {
-            granted.lease.forget();
             let reason = self
                 .redactor
                 .scrub(&format!("could not load the model: {e}"));

@@ -103,6 +103,7 @@ fn setup(rig: &Rig, card_mb: u64, queue_timeout: f64, idle_ttl: f64) -> Setup {
             ("flux", "flux-schnell", "image", 7_000),
             ("turbo", "sd-turbo", "image", 1_700),
             ("sdxl", "sdxl", "image", 2_500),
+            ("broken-image", "broken-xl", "image", 2_500),
         ],
     );
     Setup::new()
@@ -273,6 +274,21 @@ async fn leases_come_back_after_disconnects_and_failures() {
     let ollama = &report["leases"].as_array().unwrap()[0];
     assert_eq!(ollama["backend"], "ollama-cuda");
     assert_eq!(ollama["state"], "idle");
+
+    // A model the backend cannot load: a clear error, and the table does not
+    // count it as resident.
+    let (status, text) = send(&gateway, "image", "broken-image").await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("could not load the model"), "{text}");
+    assert!(text.contains("the weights are corrupt"), "{text}");
+    let report = assert_all_released(&gateway).await;
+    let sdcpp = report["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["backend"] == "sdcpp-cuda")
+        .unwrap();
+    assert_eq!(sdcpp["vram_mb"], 0, "{report}");
 }
 
 #[tokio::test]

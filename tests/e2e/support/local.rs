@@ -223,6 +223,9 @@ impl Inner {
             }
             (Kind::Sdcpp, &Method::POST, p) if p.starts_with("/sdcpp/v1/load?model=") => {
                 let model = p["/sdcpp/v1/load?model=".len()..].to_owned();
+                if model.starts_with("broken") {
+                    return json_reply(500, json!({"error": "the weights are corrupt"}));
+                }
                 if self.jobs.load(Ordering::SeqCst) > 0 {
                     self.busy_answers.fetch_add(1, Ordering::SeqCst);
                     return json_reply(503, json!({"error": "busy"}));
