@@ -136,9 +136,6 @@ struct Rerank {
     documents: Messages,
     #[serde(default)]
     top_n: Option<u64>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    return_documents: Option<bool>,
 }
 
 impl Envelope for Rerank {

@@ -67,7 +67,7 @@ impl Upstreams {
     ) -> Result<reqwest::Response, UpstreamError> {
         let client = self.client(provider)?;
         let request = build(client, provider, request, uploads)?;
-        self.execute(client, provider, request).await
+        execute(client, provider, request).await
     }
 
     /// A plain `GET` of `url` with the provider's key as a bearer token
@@ -93,21 +93,22 @@ impl Upstreams {
             UpstreamError::Invalid(format!("provider {} is not enabled", provider.name))
         })
     }
+}
 
-    async fn execute(
-        &self,
-        client: &reqwest::Client,
-        provider: &Provider,
-        request: reqwest::Request,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let timeout = provider.timeouts.response();
-        match tokio::time::timeout(timeout, client.execute(request)).await {
-            Err(_) => Err(UpstreamError::ResponseTimeout(timeout)),
-            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(describe(e))),
-            Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::ResponseTimeout(timeout)),
-            Ok(Err(e)) => Err(UpstreamError::Transport(describe(e))),
-            Ok(Ok(response)) => Ok(response),
-        }
+/// Sends `request` and waits for the response headers, within the
+/// provider's response timeout.
+async fn execute(
+    client: &reqwest::Client,
+    provider: &Provider,
+    request: reqwest::Request,
+) -> Result<reqwest::Response, UpstreamError> {
+    let timeout = provider.timeouts.response();
+    match tokio::time::timeout(timeout, client.execute(request)).await {
+        Err(_) => Err(UpstreamError::ResponseTimeout(timeout)),
+        Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(describe(e))),
+        Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::ResponseTimeout(timeout)),
+        Ok(Err(e)) => Err(UpstreamError::Transport(describe(e))),
+        Ok(Ok(response)) => Ok(response),
     }
 }
 

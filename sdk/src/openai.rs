@@ -428,6 +428,95 @@ impl ChatCompletionChunk {
     }
 }
 
+/// Writes the OpenAI chunks of one translated stream: the id, model and
+/// creation time every chunk repeats, an index of its own for each tool call
+/// (numbered in the order the calls open, so the arguments of parallel calls
+/// never merge), and the closing usage chunk when the client asked for one.
+#[derive(Debug)]
+pub struct ChunkWriter {
+    pub id: String,
+    pub model: String,
+    created: u64,
+    wants_usage: bool,
+    /// The upstream's index of each tool call, by OpenAI index.
+    tools: Vec<u64>,
+}
+
+impl ChunkWriter {
+    /// `wants_usage`: the client set `stream_options.include_usage`.
+    pub fn new(model: &str, wants_usage: bool) -> Self {
+        ChunkWriter {
+            id: String::new(),
+            model: model.to_owned(),
+            created: unix_now(),
+            wants_usage,
+            tools: Vec::new(),
+        }
+    }
+
+    pub fn chunk(&self, delta: Delta, finish_reason: Option<&str>) -> String {
+        ChatCompletionChunk::single(&self.id, &self.model, self.created, delta, finish_reason)
+    }
+
+    /// How many tool calls have opened so far.
+    pub fn tool_calls(&self) -> usize {
+        self.tools.len()
+    }
+
+    /// The chunk that opens a tool call the upstream numbers `upstream_index`.
+    pub fn tool_start(
+        &mut self,
+        upstream_index: u64,
+        id: Option<&str>,
+        name: Option<&str>,
+        arguments: &str,
+    ) -> String {
+        self.tools.push(upstream_index);
+        let call = ToolCall {
+            index: Some(self.tools.len() as u32 - 1),
+            id: id.map(str::to_owned),
+            kind: Some("function".to_owned()),
+            function: FunctionCall {
+                name: name.map(str::to_owned),
+                arguments: arguments.to_owned(),
+            },
+        };
+        self.chunk(Delta::tool_call(call), None)
+    }
+
+    /// More arguments for the call the upstream numbers `upstream_index`;
+    /// `None` for a call that was never opened.
+    pub fn tool_arguments(&self, upstream_index: u64, arguments: &str) -> Option<String> {
+        let index = self.tools.iter().position(|&i| i == upstream_index)?;
+        let call = ToolCall {
+            index: Some(index as u32),
+            function: FunctionCall {
+                name: None,
+                arguments: arguments.to_owned(),
+            },
+            ..ToolCall::default()
+        };
+        Some(self.chunk(Delta::tool_call(call), None))
+    }
+
+    /// Ends the stream: reports `usage`, adds the usage chunk when the
+    /// client asked for it, and marks the output done.
+    pub fn close(&self, out: &mut crate::types::StreamOutput, usage: Option<Usage>) {
+        if let Some(usage) = usage {
+            out.usage = Some(usage.into());
+            if self.wants_usage {
+                out.chunks.push(ChatCompletionChunk::usage_only(
+                    &self.id,
+                    &self.model,
+                    self.created,
+                    usage,
+                ));
+            }
+        }
+        out.done = true;
+    }
+}
+
 impl Usage {
     pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
         Usage {

@@ -8,21 +8,44 @@ use crate::support::mock::{Behavior, Mock};
 use serde_json::Value;
 use std::process::Command;
 
-fn openai_available() -> bool {
-    Command::new("python3")
+/// True (after saying so) when the `openai` Python package is missing; under
+/// CI that fails the test instead.
+fn client_missing() -> bool {
+    let available = Command::new("python3")
         .args(["-c", "import openai"])
         .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-#[tokio::test]
-async fn the_official_openai_client_works_against_tollgate() {
-    if !openai_available() {
+        .is_ok_and(|o| o.status.success());
+    if !available {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must install the `openai` Python package"
         );
         eprintln!("SKIPPED: the `openai` Python package is not installed (pip install openai)");
+    }
+    !available
+}
+
+/// Runs `tests/e2e/NAME` with python3 and returns the JSON it printed.
+async fn run_script(name: &str, args: &[&str]) -> Value {
+    let script = format!("{}/../tests/e2e/{name}", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+#[tokio::test]
+async fn the_official_openai_client_works_against_tollgate() {
+    if client_missing() {
         return;
     }
     let mock = Mock::start("alpha").await;
@@ -34,26 +57,14 @@ async fn the_official_openai_client_works_against_tollgate() {
         .fallbacks("limited-chat: [alpha-chat]\n")
         .env("TOLLGATE_MASTER_KEY", "tg-python-client-key")
         .start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/openai_client.py");
     let url = format!("{}/v1", gateway.url);
-    let output = tokio::process::Command::new("python3")
-        .args([
-            script,
-            &url,
-            "tg-python-client-key",
-            "alpha-chat",
-            "limited-chat",
-        ])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "python failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let args = [
+        &url[..],
+        "tg-python-client-key",
+        "alpha-chat",
+        "limited-chat",
+    ];
+    let seen = run_script("openai_client.py", &args).await;
     assert_eq!(
         seen["models"],
         serde_json::json!(["alpha-chat", "limited-chat"])
@@ -71,12 +82,7 @@ async fn the_official_openai_client_works_against_tollgate() {
 
 #[tokio::test]
 async fn the_official_client_uses_every_mode_and_the_anthropic_adapter() {
-    if !openai_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install the `openai` Python package"
-        );
-        eprintln!("SKIPPED: the `openai` Python package is not installed (pip install openai)");
+    if client_missing() {
         return;
     }
     let local = crate::modes::openai_like("local").await;
@@ -99,20 +105,8 @@ async fn the_official_client_uses_every_mode_and_the_anthropic_adapter() {
         )
         .env("TOLLGATE_MASTER_KEY", "tg-python-modes-key")
         .start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/openai_modes.py");
     let url = format!("{}/v1", gateway.url);
-    let output = tokio::process::Command::new("python3")
-        .args([script, &url, "tg-python-modes-key"])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "python failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let seen = run_script("openai_modes.py", &[&url, "tg-python-modes-key"]).await;
     assert_eq!(seen["embedding"], serde_json::json!([0.5, -0.25]));
     assert_eq!(seen["embedding_tokens"], 7);
     // [0.0, 0.5] as little-endian f32s, base64.

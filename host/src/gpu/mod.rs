@@ -178,7 +178,8 @@ impl Leases {
                 }
                 Decision::Evict(evictions) => {
                     for eviction in &evictions {
-                        self.evict(eviction, control).await;
+                        self.unload(eviction, control, "making room on the GPU")
+                            .await;
                     }
                 }
                 Decision::Wait => {
@@ -227,13 +228,14 @@ impl Leases {
         }
     }
 
-    async fn evict<C: Control>(&self, eviction: &Eviction, control: &C) {
+    /// Unloads a lease the table marked unloading, and records how it went.
+    async fn unload<C: Control>(&self, eviction: &Eviction, control: &C, why: &str) {
         let mut unloading = Unloading {
             leases: self,
             backend: eviction.backend.clone(),
             outcome: None,
         };
-        tracing::info!(backend = %eviction.backend, models = ?eviction.models, "unloading to make room on the GPU");
+        tracing::info!(backend = %eviction.backend, models = ?eviction.models, "unloading: {why}");
         unloading.outcome = Some(control.unload(eviction).await);
     }
 
@@ -241,13 +243,7 @@ impl Leases {
     pub async fn sweep<C: Control>(&self, ttl: impl Fn(&str) -> Duration, control: &C) {
         let expired = self.lock().expired(Instant::now(), ttl);
         for eviction in &expired {
-            tracing::info!(backend = %eviction.backend, models = ?eviction.models, "unloading an idle backend");
-            let mut unloading = Unloading {
-                leases: self,
-                backend: eviction.backend.clone(),
-                outcome: None,
-            };
-            unloading.outcome = Some(control.unload(eviction).await);
+            self.unload(eviction, control, "idle past its TTL").await;
         }
     }
 

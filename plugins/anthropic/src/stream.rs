@@ -8,20 +8,13 @@
 use crate::response::{AnthropicUsage, finish_reason};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::HashMap;
-use tollgate_sdk::openai::{ChatCompletionChunk, Delta, FunctionCall, ToolCall, unix_now};
+use tollgate_sdk::openai::{ChunkWriter, Delta};
 use tollgate_sdk::prelude::*;
 
 /// Feed it with [`SseStream`].
 pub struct Stream {
-    /// Whether the client asked for the closing usage chunk.
-    wants_usage: bool,
-    id: String,
-    model: String,
-    created: u64,
+    out: ChunkWriter,
     usage: AnthropicUsage,
-    /// Anthropic block index → OpenAI tool-call index.
-    tools: HashMap<u64, u32>,
 }
 
 #[derive(Deserialize)]
@@ -65,26 +58,18 @@ struct Start {
 impl Stream {
     pub fn new(wants_usage: bool) -> Self {
         Stream {
-            wants_usage,
-            id: String::new(),
-            model: String::new(),
-            created: unix_now(),
+            out: ChunkWriter::new("", wants_usage),
             usage: AnthropicUsage::default(),
-            tools: HashMap::new(),
         }
-    }
-
-    fn chunk(&self, delta: Delta, finish: Option<&str>) -> String {
-        ChatCompletionChunk::single(&self.id, &self.model, self.created, delta, finish)
     }
 
     fn apply(&mut self, event: Event, out: &mut StreamOutput) -> Result<(), String> {
         match event {
             Event::MessageStart { message } => {
-                self.id = message.id;
-                self.model = message.model;
+                self.out.id = message.id;
+                self.out.model = message.model;
                 self.usage = message.usage;
-                out.chunks.push(self.chunk(Delta::opening(), None));
+                out.chunks.push(self.out.chunk(Delta::opening(), None));
             }
             Event::ContentBlockStart {
                 index,
@@ -97,23 +82,11 @@ impl Stream {
                 }
                 out.usage = Some(self.usage.openai().into());
                 if let Some(stop) = delta.get("stop_reason").and_then(Value::as_str) {
-                    out.chunks
-                        .push(self.chunk(Delta::default(), Some(finish_reason(stop))));
+                    let finish = Some(finish_reason(stop));
+                    out.chunks.push(self.out.chunk(Delta::default(), finish));
                 }
             }
-            Event::MessageStop => {
-                let usage = self.usage.openai();
-                out.usage = Some(usage.into());
-                if self.wants_usage {
-                    out.chunks.push(ChatCompletionChunk::usage_only(
-                        &self.id,
-                        &self.model,
-                        self.created,
-                        usage,
-                    ));
-                }
-                out.done = true;
-            }
+            Event::MessageStop => self.out.close(out, Some(self.usage.openai())),
             Event::Error { error } => {
                 let message = error["message"].as_str().unwrap_or("unknown error");
                 let kind = error["type"].as_str().unwrap_or("error");
@@ -127,47 +100,27 @@ impl Stream {
     fn open_block(&mut self, index: u64, block: &Value, out: &mut StreamOutput) {
         match block["type"].as_str() {
             Some("tool_use") => {
-                let tool_index = self.tools.len() as u32;
-                self.tools.insert(index, tool_index);
-                let call = ToolCall {
-                    index: Some(tool_index),
-                    id: block["id"].as_str().map(str::to_owned),
-                    kind: Some("function".into()),
-                    function: FunctionCall {
-                        name: block["name"].as_str().map(str::to_owned),
-                        arguments: String::new(),
-                    },
-                };
-                out.chunks.push(self.chunk(Delta::tool_call(call), None));
+                let (id, name) = (block["id"].as_str(), block["name"].as_str());
+                out.chunks.push(self.out.tool_start(index, id, name, ""));
             }
             Some("text") => {
                 if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
-                    out.chunks.push(self.chunk(Delta::text(text), None));
+                    out.chunks.push(self.out.chunk(Delta::text(text), None));
                 }
             }
             _ => {}
         }
     }
 
-    fn block_delta(&mut self, index: u64, delta: &Value, out: &mut StreamOutput) {
+    fn block_delta(&self, index: u64, delta: &Value, out: &mut StreamOutput) {
         match delta["type"].as_str() {
             Some("text_delta") => {
                 let text = delta["text"].as_str().unwrap_or_default();
-                out.chunks.push(self.chunk(Delta::text(text), None));
+                out.chunks.push(self.out.chunk(Delta::text(text), None));
             }
             Some("input_json_delta") => {
-                let Some(&tool_index) = self.tools.get(&index) else {
-                    return;
-                };
-                let call = ToolCall {
-                    index: Some(tool_index),
-                    function: FunctionCall {
-                        name: None,
-                        arguments: delta["partial_json"].as_str().unwrap_or_default().into(),
-                    },
-                    ..ToolCall::default()
-                };
-                out.chunks.push(self.chunk(Delta::tool_call(call), None));
+                let arguments = delta["partial_json"].as_str().unwrap_or_default();
+                out.chunks.extend(self.out.tool_arguments(index, arguments));
             }
             // Thinking and signatures have no place in OpenAI's chunks.
             _ => {}
