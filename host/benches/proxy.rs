@@ -165,9 +165,28 @@ fn run_role(role: &str) {
                     .unwrap();
                 serve(move |r| proxy(client.clone(), upstream.clone(), r)).await
             }
+            "load" => load_only().await,
             other => panic!("unknown role {other}"),
         }
     });
+}
+
+/// Closed-loop load on one URL, for profiling a target by hand:
+/// `TOLLGATE_BENCH_ROLE=load URL=… CONCURRENCY=32 SECONDS=10 <bench binary>`.
+async fn load_only() {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let url = var("URL", "http://127.0.0.1:8080/v1/chat/completions");
+    let concurrency = var("CONCURRENCY", "32").parse().expect("CONCURRENCY");
+    let seconds = var("SECONDS", "10").parse().expect("SECONDS");
+    let sample = closed_loop(&url, concurrency, Duration::from_secs(seconds)).await;
+    println!(
+        "{} requests, {} errors, {:.0}/s, p50 {:.0} µs, p99 {:.0} µs",
+        sample.requests,
+        sample.errors,
+        sample.rps(),
+        sample.pct(0.5),
+        sample.pct(0.99)
+    );
 }
 
 // -------------------------------------------------------------- processes

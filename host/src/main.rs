@@ -18,6 +18,9 @@ use tollgate::ledger::{Backend, Ledger};
 use tollgate::plugins::{PluginRuntime, engine::Limits};
 use tollgate::{env, reload, report, router, server};
 
+#[global_allocator]
+static ALLOCATOR: tollgate::memory::Allocator = tollgate::memory::Allocator {};
+
 #[derive(Parser)]
 #[command(
     name = "tollgate",

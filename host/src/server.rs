@@ -17,9 +17,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::TcpStream as StdTcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 /// Paths served, for a 405 (not a 404) when the method is wrong.
 const PATHS: &[&str] = &[
@@ -81,17 +83,27 @@ impl AppState {
     }
 }
 
-/// Accepts connections until `shutdown` resolves, then lets open requests
-/// finish (for up to 10 seconds).
+/// Accepts connections until `shutdown` resolves and deals them to the
+/// serving lanes in turn (see `lanes`); then lets open requests finish (for
+/// up to 10 seconds).
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
+    let mut lanes = Vec::new();
+    let mut threads = Vec::new();
+    for lane in 0..crate::lanes::count() {
+        let (deal, dealt) = mpsc::unbounded_channel();
+        let state = state.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("tollgate-lane-{lane}"))
+            .spawn(move || serve_lane(lane, dealt, state))?;
+        lanes.push(deal);
+        threads.push(thread);
+    }
     tokio::pin!(shutdown);
-    loop {
+    for next in (0..lanes.len()).cycle() {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -103,29 +115,72 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = service_fn(move |request| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, request).await) }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("connection ended: {e}");
+        match stream.into_std() {
+            Ok(stream) => {
+                let _ = lanes[next].send(stream);
             }
-        });
+            Err(e) => tracing::warn!("could not hand a connection to a lane: {e}"),
+        }
     }
     tracing::info!("shutting down: waiting for open requests");
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("open requests did not finish in 10 s; closing them");
-    }
+    // Closing the channels tells each lane to finish.
+    drop(lanes);
+    tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    })
+    .await?;
     Ok(())
+}
+
+/// One lane: a single-threaded runtime serving the connections dealt to it
+/// until the channel closes, then up to 10 seconds for their open requests.
+fn serve_lane(lane: usize, mut dealt: mpsc::UnboundedReceiver<StdTcpStream>, state: Arc<AppState>) {
+    crate::lanes::enter(lane);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(lane, "could not start a serving lane: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        while let Some(stream) = dealt.recv().await {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(lane, "could not serve a connection: {e}");
+                    continue;
+                }
+            };
+            let state = state.clone();
+            let service = service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, request).await) }
+            });
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!("connection ended: {e}");
+                }
+            });
+        }
+        if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(lane, "open requests did not finish in 10 s; closing them");
+        }
+    });
 }
 
 /// Routes one request and writes its access-log line.

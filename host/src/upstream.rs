@@ -33,26 +33,20 @@ pub enum UpstreamError {
     Invalid(String),
 }
 
-/// Pooled clients, one per provider.
+/// Pooled clients: per provider, one for each serving lane (see `lanes`),
+/// so a pooled connection is always driven by the thread that uses it.
 pub struct Upstreams {
-    clients: HashMap<String, reqwest::Client>,
+    clients: HashMap<String, Vec<reqwest::Client>>,
 }
 
 impl Upstreams {
     pub fn new(providers: &[Arc<Provider>]) -> anyhow::Result<Self> {
         let mut clients = HashMap::new();
         for provider in providers.iter().filter(|p| p.enabled()) {
-            let client = reqwest::Client::builder()
-                .connect_timeout(provider.timeouts.connect())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .tcp_nodelay(true)
-                .no_proxy()
-                // A provider's redirect is an answer to report, not to follow
-                // with the key attached.
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
-                .build()?;
-            clients.insert(provider.name.clone(), client);
+            let lanes = (0..crate::lanes::count())
+                .map(|_| client_for(provider))
+                .collect::<Result<_, _>>()?;
+            clients.insert(provider.name.clone(), lanes);
         }
         Ok(Upstreams { clients })
     }
@@ -88,11 +82,27 @@ impl Upstreams {
         self.send(provider, request, &Uploads::default()).await
     }
 
+    /// The calling lane's client for `provider`.
     fn client(&self, provider: &Provider) -> Result<&reqwest::Client, UpstreamError> {
-        self.clients.get(&provider.name).ok_or_else(|| {
+        let lanes = self.clients.get(&provider.name).ok_or_else(|| {
             UpstreamError::Invalid(format!("provider {} is not enabled", provider.name))
-        })
+        })?;
+        Ok(&lanes[crate::lanes::current() % lanes.len()])
     }
+}
+
+/// A pooled client with the provider's connect timeout.
+fn client_for(provider: &Provider) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(provider.timeouts.connect())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .no_proxy()
+        // A provider's redirect is an answer to report, not to follow
+        // with the key attached.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// Sends `request` and waits for the response headers, within the

@@ -4,8 +4,8 @@
 //! Lifecycle: each `.wasm` is compiled once (off the async runtime, cached on
 //! disk), pre-linked once (`instantiate_pre`, which checks its imports and
 //! exports), and smoke-tested with a call to `info`. Per request, an instance
-//! comes from the plugin's stock of spares (made ahead by a background task,
-//! see `spares`) or from the pooling allocator, and is dropped when the
+//! comes from the plugin's stock of spares (made ahead on the same serving
+//! lane, see `spares`) or from the pooling allocator, and is dropped when the
 //! attempt ends; no instance serves two requests. A semaphore keeps requests
 //! from asking the pool for more slots than it has.
 //!
@@ -147,26 +147,6 @@ pub struct PluginRuntime {
     failures: Vec<LoadFailure>,
 }
 
-/// Hands the heap the compiler used back to the operating system.
-///
-/// Compiling a component (at the first start, or when a plugin changes)
-/// takes tens of megabytes of scratch memory that glibc keeps for reuse
-/// once it is freed; the gateway would otherwise sit at twice its idle
-/// size for good. Compiled code lives in its own mappings and is not
-/// affected.
-fn release_compiler_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: malloc_trim only returns free heap pages to the kernel.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
-}
-
 impl PluginRuntime {
     /// Loads the bundled adapters, then every `*.wasm` in `plugins_dir`
     /// (a file overrides the bundled adapter of the same name). A file that
@@ -193,6 +173,7 @@ impl PluginRuntime {
         plugins_dir: Option<&Path>,
         previous: Option<&PluginRuntime>,
     ) -> Result<Self> {
+        let _compiling = crate::memory::Compiling::start();
         let mut runtime = PluginRuntime {
             host,
             plugins: BTreeMap::new(),
@@ -214,7 +195,6 @@ impl PluginRuntime {
         if let Some(dir) = plugins_dir {
             runtime.load_dir(dir, previous).await?;
         }
-        release_compiler_memory();
         Ok(runtime)
     }
 
@@ -384,13 +364,7 @@ impl PluginHost {
             spares: Spares::new(self.limits.spare_instances),
         };
         adapter.info = self.smoke_test(&adapter).await?;
-        let adapter = Arc::new(adapter);
-        spares::start_refill(
-            self.clone(),
-            Arc::downgrade(&adapter),
-            adapter.spares.clone(),
-        );
-        Ok(adapter)
+        Ok(Arc::new(adapter))
     }
 
     /// Instantiates once and calls `info`, under the same limits as a request.
@@ -459,9 +433,12 @@ impl PluginHost {
     }
 
     /// An instance of `plugin` for one attempt or call: a spare when one is
-    /// ready, else a new one (waiting while every slot is taken).
-    async fn ready(&self, plugin: &LoadedPlugin) -> Result<Ready, PluginError> {
-        match plugin.spares.take() {
+    /// ready, else a new one (waiting while every slot is taken). Either way
+    /// the stock of spares is topped up on this lane.
+    async fn ready(self: &Arc<Self>, plugin: &Arc<LoadedPlugin>) -> Result<Ready, PluginError> {
+        let spare = plugin.spares.take();
+        spares::refill(self, plugin);
+        match spare {
             Some(ready) => Ok(ready),
             None => {
                 let slot = self.slot().await;
@@ -470,7 +447,10 @@ impl PluginHost {
         }
     }
 
-    async fn session(&self, adapter: &Arc<LoadedAdapter>) -> Result<Session, PluginError> {
+    async fn session(
+        self: &Arc<Self>,
+        adapter: &Arc<LoadedAdapter>,
+    ) -> Result<Session, PluginError> {
         let ready = self.ready(adapter).await?;
         let Bindings::Adapter(bindings) = ready.bindings else {
             return Err(PluginError::instantiate(

@@ -45,8 +45,8 @@ impl PluginRuntime {
 
 impl super::PluginHost {
     pub(super) async fn call_policy<T>(
-        &self,
-        policy: &LoadedPlugin,
+        self: &Arc<Self>,
+        policy: &Arc<LoadedPlugin>,
         call: impl AsyncFnOnce(
             &super::bindings::policy::PolicyPlugin,
             &mut wasmtime::Store<super::sandbox::Sandbox>,
