@@ -29,6 +29,10 @@ simday:
 bench:
     cargo bench -p tollgate --bench proxy
 
+# The plugin sandbox alone: a fresh adapter instance and its two calls, no network.
+bench-plugin:
+    cargo bench -p tollgate --bench plugin
+
 # Ten minutes of load at concurrency 32, printing Tollgate's RSS as it goes.
 soak SECS="600":
     cargo bench -p tollgate --bench proxy -- --soak {{SECS}}
