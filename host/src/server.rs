@@ -96,9 +96,15 @@ pub async fn run(
     for lane in 0..crate::lanes::count() {
         let (deal, dealt) = mpsc::unbounded_channel();
         let state = state.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let thread = std::thread::Builder::new()
             .name(format!("tollgate-lane-{lane}"))
-            .spawn(move || serve_lane(lane, dealt, state))?;
+            .spawn(move || {
+                crate::lanes::enter(lane);
+                runtime.block_on(serve_lane(dealt, state));
+            })?;
         lanes.push(deal);
         threads.push(thread);
     }
@@ -134,53 +140,44 @@ pub async fn run(
     Ok(())
 }
 
-/// One lane: a single-threaded runtime serving the connections dealt to it
-/// until the channel closes, then up to 10 seconds for their open requests.
-fn serve_lane(lane: usize, mut dealt: mpsc::UnboundedReceiver<StdTcpStream>, state: Arc<AppState>) {
-    crate::lanes::enter(lane);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!(lane, "could not start a serving lane: {e}");
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
-        while let Some(stream) = dealt.recv().await {
-            let stream = match TcpStream::from_std(stream) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tracing::warn!(lane, "could not serve a connection: {e}");
-                    continue;
-                }
-            };
+/// One lane's work, on its single-threaded runtime: serves the connections
+/// dealt to it until the channel closes, then gives their open requests up
+/// to 10 seconds.
+async fn serve_lane(mut dealt: mpsc::UnboundedReceiver<StdTcpStream>, state: Arc<AppState>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    while let Some(stream) = dealt.recv().await {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!("could not serve a connection: {e}");
+                continue;
+            }
+        };
+        let state = state.clone();
+        let service = service_fn(move |request| {
             let state = state.clone();
-            let service = service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, request).await) }
-            });
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!("connection ended: {e}");
-                }
-            });
-        }
-        if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(lane, "open requests did not finish in 10 s; closing them");
-        }
-    });
+            async move { Ok::<_, Infallible>(handle(&state, request).await) }
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            lane = crate::lanes::current(),
+            "open requests did not finish in 10 s; closing them"
+        );
+    }
 }
 
 /// Routes one request and writes its access-log line.

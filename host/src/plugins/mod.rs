@@ -72,13 +72,7 @@ pub struct LoadedPlugin {
     pub loaded_at: u64,
     pub kind: Kind,
     /// Instances made ahead of need (see `spares`).
-    spares: Arc<Spares>,
-}
-
-impl Drop for LoadedPlugin {
-    fn drop(&mut self) {
-        self.spares.close();
-    }
+    spares: Spares,
 }
 
 /// Adapters are the plugins most of the host deals with.

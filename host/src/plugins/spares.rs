@@ -49,17 +49,15 @@ pub(super) struct Spares {
     wanted: usize,
     /// A refill is under way (one at a time per plugin).
     refilling: AtomicBool,
-    closed: AtomicBool,
 }
 
 impl Spares {
-    pub fn new(wanted: usize) -> Arc<Self> {
-        Arc::new(Spares {
+    pub fn new(wanted: usize) -> Self {
+        Spares {
             ready: Mutex::new(Vec::with_capacity(wanted)),
             wanted,
             refilling: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-        })
+        }
     }
 
     /// A ready instance, if the stock has one.
@@ -68,12 +66,6 @@ impl Spares {
             return None;
         }
         self.lock().pop()
-    }
-
-    /// Drops the stock (the plugin was unloaded) and stops refills.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.lock().clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Ready>> {
@@ -87,24 +79,22 @@ impl Spares {
 }
 
 /// Tops `plugin`'s stock up in a task on the calling runtime, unless one is
-/// already at it. Spares take instance slots only when one is free.
+/// already at it. Spares take instance slots only when one is free. The task
+/// holds the plugin, so an unloaded plugin (and its stock, and the slots the
+/// stock holds) goes once the task ends.
 pub(super) fn refill(host: &Arc<PluginHost>, plugin: &Arc<LoadedPlugin>) {
-    let spares = plugin.spares.clone();
-    if spares.wanted == 0
-        || spares.closed.load(Ordering::Acquire)
-        || spares.refilling.swap(true, Ordering::AcqRel)
-    {
+    if plugin.spares.wanted == 0 || plugin.spares.refilling.swap(true, Ordering::AcqRel) {
         return;
     }
     let (host, plugin) = (host.clone(), plugin.clone());
     tokio::spawn(async move {
+        let spares = &plugin.spares;
         for _ in 0..spares.missing() {
             let Ok(slot) = host.slots.clone().try_acquire_owned() else {
                 break;
             };
             match host.fresh(&plugin, slot).await {
-                Ok(ready) if !spares.closed.load(Ordering::Acquire) => spares.lock().push(ready),
-                Ok(_) => break,
+                Ok(ready) => spares.lock().push(ready),
                 Err(e) => {
                     tracing::warn!(plugin = %plugin.name, "could not make a spare instance: {e}");
                     break;
