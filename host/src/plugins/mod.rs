@@ -2,8 +2,9 @@
 //! instances of them, one per attempt.
 //!
 //! Lifecycle: each `.wasm` is compiled once (off the async runtime, cached on
-//! disk), pre-linked once (`instantiate_pre`, which checks its imports and
-//! exports), and smoke-tested with a call to `info`. Per request, an instance
+//! disk), pre-linked once (`instantiate_pre`, which checks its imports), and
+//! smoke-tested: one instance finds and type-checks the exported functions
+//! (see `exports`) and answers `info`. Per request, an instance
 //! comes from the plugin's stock of spares (made ahead on the same serving
 //! lane, see `spares`) or from the pooling allocator, and is dropped when the
 //! attempt ends; no instance serves two requests. A semaphore keeps requests
@@ -19,6 +20,7 @@
 pub mod bindings;
 pub(crate) mod bundled;
 pub mod engine;
+mod exports;
 mod policy;
 mod sandbox;
 mod session;
@@ -26,16 +28,16 @@ mod spares;
 
 use crate::ledger::clock::{Clock, SystemClock};
 use anyhow::{Context, Result};
-use bindings::policy::PolicyPluginPre;
-use bindings::{AdapterPluginPre, PluginInfo};
+use bindings::PluginInfo;
+use exports::{AdapterExports, PolicyExports};
 use sandbox::Sandbox;
 pub use session::{Session, StreamSession};
-use spares::{Bindings, Ready, Spares};
+use spares::{Ready, Spares};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
 /// Where a plugin came from.
@@ -45,10 +47,11 @@ pub enum PluginSource {
     File(PathBuf),
 }
 
-/// What a plugin is, by the world it exports; the host probes each component.
+/// What a plugin is, by the interface it exports, with that interface's
+/// functions (the host probes each component).
 pub enum Kind {
-    Adapter(AdapterPluginPre<Sandbox>),
-    Policy(PolicyPluginPre<Sandbox>),
+    Adapter(AdapterExports),
+    Policy(PolicyExports),
 }
 
 impl Kind {
@@ -71,6 +74,8 @@ pub struct LoadedPlugin {
     /// When this version was loaded (Unix ms).
     pub loaded_at: u64,
     pub kind: Kind,
+    /// The component, linked: what each instance is made from.
+    pre: InstancePre<Sandbox>,
     /// Instances made ahead of need (see `spares`).
     spares: Spares,
 }
@@ -335,52 +340,56 @@ impl PluginHost {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the component's imports do not match what the host provides")?;
-        let kind = match AdapterPluginPre::new(pre.clone()) {
-            Ok(adapter) => Kind::Adapter(adapter),
-            Err(_) => PolicyPluginPre::new(pre).map(Kind::Policy).map_err(|_| {
-                anyhow::anyhow!(
-                    "the component exports neither tollgate:plugin/adapter nor tollgate:plugin/policy (0.1.x)"
-                )
-            })?,
-        };
-        let mut adapter = LoadedPlugin {
+        let (kind, info) = self.smoke_test(name, &pre).await?;
+        Ok(Arc::new(LoadedPlugin {
             name: Arc::from(name),
             source,
             digest,
             wit_version,
             loaded_at: SystemClock.now_ms(),
-            info: PluginInfo {
-                name: name.to_owned(),
-                version: String::new(),
-                modes: Vec::new(),
-            },
+            info,
             kind,
+            pre,
             spares: Spares::new(self.limits.spare_instances),
-        };
-        adapter.info = self.smoke_test(&adapter).await?;
-        Ok(Arc::new(adapter))
+        }))
     }
 
-    /// Instantiates once and calls `info`, under the same limits as a request.
-    async fn smoke_test(&self, plugin: &LoadedPlugin) -> Result<PluginInfo> {
-        let slot = self.slot().await;
-        let Ready {
-            mut store,
-            bindings,
-            slot: _slot,
-        } = self.fresh(plugin, slot).await?;
-        store.set_epoch_deadline(self.limits.deadline_ticks());
-        let info = match bindings {
-            Bindings::Adapter(adapter) => {
-                adapter
-                    .tollgate_plugin_adapter()
-                    .call_info(&mut store)
-                    .await
-            }
-            Bindings::Policy(policy) => policy.tollgate_plugin_policy().call_info(&mut store).await,
+    /// Instantiates once, under the same limits as a request: finds and
+    /// type-checks the exported interface's functions, and calls `info`.
+    async fn smoke_test(
+        &self,
+        name: &str,
+        pre: &InstancePre<Sandbox>,
+    ) -> Result<(Kind, PluginInfo)> {
+        let adapter = exports::exports(pre.component(), exports::ADAPTER);
+        if !adapter && !exports::exports(pre.component(), exports::POLICY) {
+            anyhow::bail!(
+                "the component exports neither tollgate:plugin/adapter nor tollgate:plugin/policy (0.1.x)"
+            );
+        }
+        let name: Arc<str> = Arc::from(name);
+        let _slot = self.slot().await;
+        let mut store = self.store(&name);
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| PluginError::instantiate(&name, e))?;
+        let (kind, info) = if adapter {
+            let exports = AdapterExports::checked(&mut store, &instance)?;
+            let info = exports.info(&mut store, &instance)?;
+            (Kind::Adapter(exports), info)
+        } else {
+            let exports = PolicyExports::checked(&mut store, &instance)?;
+            let info = exports.info(&mut store, &instance)?;
+            (Kind::Policy(exports), info)
         };
-        info.map_err(|e| PluginError::from_trap(&plugin.name, e, store.data().last_words()))
-            .map_err(|fault| anyhow::anyhow!("calling `info` failed: {fault}"))
+        let info = info
+            .call_async(&mut store, ())
+            .await
+            .map(|(info,)| info)
+            .map_err(|e| PluginError::from_trap(&name, e, store.data().last_words()))
+            .map_err(|fault| anyhow::anyhow!("calling `info` failed: {fault}"))?;
+        Ok((kind, info))
     }
 
     /// A store for one instance, with the sandbox's limits and deadline.
@@ -408,20 +417,14 @@ impl PluginHost {
         slot: OwnedSemaphorePermit,
     ) -> Result<Ready, PluginError> {
         let mut store = self.store(&plugin.name);
-        let bindings = match &plugin.kind {
-            Kind::Adapter(pre) => pre
-                .instantiate_async(&mut store)
-                .await
-                .map(Bindings::Adapter),
-            Kind::Policy(pre) => pre
-                .instantiate_async(&mut store)
-                .await
-                .map(Bindings::Policy),
-        };
-        let bindings = bindings.map_err(|e| PluginError::instantiate(&plugin.name, e))?;
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| PluginError::instantiate(&plugin.name, e))?;
         Ok(Ready {
             store,
-            bindings,
+            instance,
             slot,
         })
     }
@@ -445,19 +448,17 @@ impl PluginHost {
         self: &Arc<Self>,
         adapter: &Arc<LoadedAdapter>,
     ) -> Result<Session, PluginError> {
-        let ready = self.ready(adapter).await?;
-        let Bindings::Adapter(bindings) = ready.bindings else {
+        if !matches!(adapter.kind, Kind::Adapter(_)) {
             return Err(PluginError::instantiate(
                 &adapter.name,
                 "it is not an adapter",
             ));
-        };
+        }
+        let ready = self.ready(adapter).await?;
         Ok(Session::new(
             adapter.clone(),
-            ready.store,
-            bindings,
+            ready,
             self.limits.deadline_ticks(),
-            ready.slot,
         ))
     }
 }

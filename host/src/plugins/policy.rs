@@ -2,9 +2,13 @@
 //! the same CPU deadline, memory limit and instance slots as adapters.
 
 use super::bindings::policy::{Candidate, FailedAttempt, NextStep, RequestShape};
-use super::spares::{Bindings, Ready};
-use super::{LoadedPlugin, PluginError, PluginRuntime};
+use super::exports::PolicyExports;
+use super::sandbox::Sandbox;
+use super::spares::Ready;
+use super::{Kind, LoadedPlugin, PluginError, PluginRuntime};
 use std::sync::Arc;
+use wasmtime::Store;
+use wasmtime::component::Instance;
 
 impl PluginRuntime {
     /// The policy's order for `candidates`: indices, the first to try first.
@@ -15,11 +19,10 @@ impl PluginRuntime {
         candidates: &[Candidate],
     ) -> Result<Vec<u32>, PluginError> {
         self.host
-            .call_policy(policy, async |bindings, store| {
-                bindings
-                    .tollgate_plugin_policy()
-                    .call_order(store, request, candidates)
-                    .await
+            .call_policy(policy, async |exports, store, instance| {
+                let order = exports.order(store, instance)?;
+                let (order,) = order.call_async(store, (request, candidates)).await?;
+                Ok(order)
             })
             .await
     }
@@ -33,11 +36,12 @@ impl PluginRuntime {
         attempts_left: u32,
     ) -> Result<NextStep, PluginError> {
         self.host
-            .call_policy(policy, async |bindings, store| {
-                bindings
-                    .tollgate_plugin_policy()
-                    .call_after_failure(store, request, failed, attempts_left)
-                    .await
+            .call_policy(policy, async |exports, store, instance| {
+                let after = exports.after_failure(store, instance)?;
+                let (next,) = after
+                    .call_async(store, (request, failed, attempts_left))
+                    .await?;
+                Ok(next)
             })
             .await
     }
@@ -47,22 +51,19 @@ impl super::PluginHost {
     pub(super) async fn call_policy<T>(
         self: &Arc<Self>,
         policy: &Arc<LoadedPlugin>,
-        call: impl AsyncFnOnce(
-            &super::bindings::policy::PolicyPlugin,
-            &mut wasmtime::Store<super::sandbox::Sandbox>,
-        ) -> wasmtime::Result<T>,
+        call: impl AsyncFnOnce(&PolicyExports, &mut Store<Sandbox>, &Instance) -> wasmtime::Result<T>,
     ) -> Result<T, PluginError> {
-        let Ready {
-            mut store,
-            bindings,
-            slot: _slot,
-        } = self.ready(policy).await?;
-        let Bindings::Policy(bindings) = bindings else {
+        let Kind::Policy(exports) = &policy.kind else {
             return Err(PluginError::instantiate(&policy.name, "it is not a policy"));
         };
+        let Ready {
+            mut store,
+            instance,
+            slot: _slot,
+        } = self.ready(policy).await?;
         // A spare may have waited: the deadline counts from this call.
         store.set_epoch_deadline(self.limits.deadline_ticks());
-        match call(&bindings, &mut store).await {
+        match call(exports, &mut store, &instance).await {
             Ok(value) => Ok(value),
             Err(e) => Err(PluginError::from_trap(
                 &policy.name,

@@ -3,6 +3,9 @@
 //! WASI is linked only because Rust's standard library imports it; the context
 //! grants no files, no environment, no arguments and no sockets. Its stderr is
 //! captured in a small buffer so a panic message can be reported with the trap.
+//! The context is built on the plugin's first WASI call (a panic message,
+//! mostly): most instances never make one, and building a context seeds two
+//! random generators, about a microsecond per instance (`just bench-plugin`).
 
 use super::bindings::tollgate::plugin::{host, types};
 use std::sync::Arc;
@@ -17,14 +20,28 @@ const STDERR_CAPACITY: usize = 4096;
 /// The state each plugin store carries.
 pub struct Sandbox {
     plugin: Arc<str>,
-    wasi: WasiCtx,
+    /// The WASI context and the stderr it writes to, once the plugin uses it.
+    wasi: Option<(WasiCtx, MemoryOutputPipe)>,
     table: ResourceTable,
-    stderr: MemoryOutputPipe,
     pub(super) limits: StoreLimits,
 }
 
 impl Sandbox {
     pub fn new(plugin: Arc<str>, memory_limit: usize) -> Self {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(memory_limit)
+            .trap_on_grow_failure(false)
+            .build();
+        Sandbox {
+            plugin,
+            wasi: None,
+            table: ResourceTable::new(),
+            limits,
+        }
+    }
+
+    /// A context that grants nothing, with stderr kept in memory.
+    fn wasi() -> (WasiCtx, MemoryOutputPipe) {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
@@ -32,23 +49,13 @@ impl Sandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(memory_limit)
-            .trap_on_grow_failure(false)
-            .build();
-        Sandbox {
-            plugin,
-            wasi,
-            table: ResourceTable::new(),
-            stderr,
-            limits,
-        }
+        (wasi, stderr)
     }
 
     /// What the plugin said before it died: its panic message when it
     /// panicked (the line after `panicked at …`), else its last line.
     pub fn last_words(&self) -> Option<String> {
-        let bytes = self.stderr.contents();
+        let bytes = self.wasi.as_ref()?.1.contents();
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text
             .lines()
@@ -65,8 +72,9 @@ impl Sandbox {
 
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (ctx, _) = self.wasi.get_or_insert_with(Sandbox::wasi);
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
@@ -84,5 +92,21 @@ impl host::Host for Sandbox {
             host::LogLevel::Warn => tracing::warn!(plugin, "{message}"),
             host::LogLevel::Error => tracing::error!(plugin, "{message}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wasi_context_is_made_on_first_use() {
+        let mut sandbox = Sandbox::new(Arc::from("p"), 1 << 20);
+        assert!(sandbox.wasi.is_none());
+        assert_eq!(sandbox.last_words(), None);
+        let _ = sandbox.ctx();
+        assert!(sandbox.wasi.is_some());
+        // Nothing was written to stderr yet.
+        assert_eq!(sandbox.last_words(), None);
     }
 }

@@ -5,44 +5,41 @@
 //! on to the next candidate.
 
 use super::bindings::{
-    AdapterPlugin, ClientRequest, ControlAction, ControlStep, Failure, Reply, StreamOutput, Target,
+    ClientRequest, ControlAction, ControlStep, Failure, Reply, StreamOutput, Target,
     UpstreamRequest, UpstreamResponse,
 };
+use super::exports::AdapterExports;
 use super::sandbox::Sandbox;
-use super::{LoadedAdapter, PluginError};
+use super::spares::Ready;
+use super::{Kind, LoadedAdapter, PluginError};
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::Store;
-use wasmtime::component::ResourceAny;
+use wasmtime::component::{ComponentNamedList, Instance, Lift, Lower, ResourceAny, TypedFunc};
+
+/// How a session finds one of the adapter's functions (an accessor of
+/// [`AdapterExports`]).
+type Lookup<P, R> =
+    fn(&AdapterExports, &mut Store<Sandbox>, &Instance) -> wasmtime::Result<TypedFunc<P, R>>;
 
 pub struct Session {
     adapter: Arc<LoadedAdapter>,
     store: Store<Sandbox>,
-    bindings: AdapterPlugin,
+    instance: Instance,
     deadline_ticks: u64,
     _slot: OwnedSemaphorePermit,
 }
 
 impl Session {
-    pub(super) fn new(
-        adapter: Arc<LoadedAdapter>,
-        store: Store<Sandbox>,
-        bindings: AdapterPlugin,
-        deadline_ticks: u64,
-        slot: OwnedSemaphorePermit,
-    ) -> Self {
+    /// `adapter` must be an adapter (the caller checked its kind).
+    pub(super) fn new(adapter: Arc<LoadedAdapter>, ready: Ready, deadline_ticks: u64) -> Self {
         Session {
             adapter,
-            store,
-            bindings,
+            store: ready.store,
+            instance: ready.instance,
             deadline_ticks,
-            _slot: slot,
+            _slot: ready.slot,
         }
-    }
-
-    /// Gives the next call a full CPU deadline.
-    fn arm(&mut self) {
-        self.store.set_epoch_deadline(self.deadline_ticks);
     }
 
     /// Turns a trap into a [`PluginError`] that names the plugin and, when it
@@ -51,17 +48,31 @@ impl Session {
         PluginError::from_trap(&self.adapter.name, error, self.store.data().last_words())
     }
 
+    /// Calls one of the adapter's functions with a full CPU deadline.
+    async fn call<P, R>(&mut self, lookup: Lookup<P, (R,)>, params: P) -> Result<R, PluginError>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: Lift + Send + Sync + 'static,
+        (R,): ComponentNamedList + Lift,
+    {
+        let Kind::Adapter(exports) = &self.adapter.kind else {
+            unreachable!("sessions are made only for adapters");
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let result = match lookup(exports, &mut self.store, &self.instance) {
+            Ok(func) => func.call_async(&mut self.store, params).await,
+            Err(e) => Err(e),
+        };
+        result.map(|(value,)| value).map_err(|e| self.fault(e))
+    }
+
     pub async fn build_request(
         &mut self,
         target: &Target,
         request: &ClientRequest,
     ) -> Result<Result<UpstreamRequest, String>, PluginError> {
-        self.arm();
-        let exports = self.bindings.tollgate_plugin_adapter();
-        let result = exports
-            .call_build_request(&mut self.store, target, request)
-            .await;
-        result.map_err(|e| self.fault(e))
+        self.call(AdapterExports::build_request, (target, request))
+            .await
     }
 
     pub async fn translate_response(
@@ -70,12 +81,11 @@ impl Session {
         request: &ClientRequest,
         response: &UpstreamResponse,
     ) -> Result<Result<Reply, String>, PluginError> {
-        self.arm();
-        let exports = self.bindings.tollgate_plugin_adapter();
-        let result = exports
-            .call_translate_response(&mut self.store, target, request, response)
-            .await;
-        result.map_err(|e| self.fault(e))
+        self.call(
+            AdapterExports::translate_response,
+            (target, request, response),
+        )
+        .await
     }
 
     pub async fn classify_failure(
@@ -83,12 +93,8 @@ impl Session {
         target: &Target,
         response: &UpstreamResponse,
     ) -> Result<Failure, PluginError> {
-        self.arm();
-        let exports = self.bindings.tollgate_plugin_adapter();
-        let result = exports
-            .call_classify_failure(&mut self.store, target, response)
-            .await;
-        result.map_err(|e| self.fault(e))
+        self.call(AdapterExports::classify_failure, (target, response))
+            .await
     }
 
     /// The next call of a local backend's load or unload sequence.
@@ -99,12 +105,8 @@ impl Session {
         step: u32,
         previous: Option<&UpstreamResponse>,
     ) -> Result<Result<ControlStep, String>, PluginError> {
-        self.arm();
-        let exports = self.bindings.tollgate_plugin_adapter();
-        let result = exports
-            .call_control(&mut self.store, target, action, step, previous)
-            .await;
-        result.map_err(|e| self.fault(e))
+        self.call(AdapterExports::control, (target, action, step, previous))
+            .await
     }
 
     /// Turns this session into the translator of one stream.
@@ -113,19 +115,13 @@ impl Session {
         target: &Target,
         request: &ClientRequest,
     ) -> Result<StreamSession, PluginError> {
-        self.arm();
-        let exports = self.bindings.tollgate_plugin_adapter();
-        let result = exports
-            .translator()
-            .call_constructor(&mut self.store, target, request)
-            .await;
-        match result {
-            Ok(translator) => Ok(StreamSession {
-                session: self,
-                translator,
-            }),
-            Err(e) => Err(self.fault(e)),
-        }
+        let translator = self
+            .call(AdapterExports::new_translator, (target, request))
+            .await?;
+        Ok(StreamSession {
+            session: self,
+            translator,
+        })
     }
 }
 
@@ -140,24 +136,14 @@ impl StreamSession {
         &mut self,
         bytes: &[u8],
     ) -> Result<Result<StreamOutput, String>, PluginError> {
-        let session = &mut self.session;
-        session.arm();
-        let exports = session.bindings.tollgate_plugin_adapter();
-        let result = exports
-            .translator()
-            .call_push(&mut session.store, self.translator, bytes)
-            .await;
-        result.map_err(|e| session.fault(e))
+        self.session
+            .call(AdapterExports::push, (self.translator, bytes))
+            .await
     }
 
     pub async fn finish(&mut self) -> Result<Result<StreamOutput, String>, PluginError> {
-        let session = &mut self.session;
-        session.arm();
-        let exports = session.bindings.tollgate_plugin_adapter();
-        let result = exports
-            .translator()
-            .call_finish(&mut session.store, self.translator)
-            .await;
-        result.map_err(|e| session.fault(e))
+        self.session
+            .call(AdapterExports::finish, (self.translator,))
+            .await
     }
 }

@@ -21,25 +21,18 @@
 //! after a plugin's first use, so `tollgate check` and unused plugins cost
 //! nothing.
 
-use super::bindings::AdapterPlugin;
-use super::bindings::policy::PolicyPlugin;
 use super::sandbox::Sandbox;
 use super::{LoadedPlugin, PluginHost};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::Store;
-
-/// The typed exports of one instance.
-pub(super) enum Bindings {
-    Adapter(AdapterPlugin),
-    Policy(PolicyPlugin),
-}
+use wasmtime::component::Instance;
 
 /// An instantiated plugin with the slot it occupies.
 pub(super) struct Ready {
     pub store: Store<Sandbox>,
-    pub bindings: Bindings,
+    pub instance: Instance,
     pub slot: OwnedSemaphorePermit,
 }
 
