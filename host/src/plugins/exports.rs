@@ -26,7 +26,7 @@ pub(super) const ADAPTER: &str = "tollgate:plugin/adapter@0.1.1";
 pub(super) const POLICY: &str = "tollgate:plugin/policy@0.1.1";
 
 /// Whether `component` exports `interface` (at any compatible 0.1.x).
-pub(super) fn exports(component: &Component, interface: &str) -> bool {
+pub(super) fn offers(component: &Component, interface: &str) -> bool {
     component.get_export_index(None, interface).is_some()
 }
 

@@ -340,9 +340,10 @@ impl PluginHost {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the component's imports do not match what the host provides")?;
-        let (kind, info) = self.smoke_test(name, &pre).await?;
+        let name: Arc<str> = Arc::from(name);
+        let (kind, info) = self.smoke_test(&name, &pre).await?;
         Ok(Arc::new(LoadedPlugin {
-            name: Arc::from(name),
+            name,
             source,
             digest,
             wit_version,
@@ -358,22 +359,21 @@ impl PluginHost {
     /// type-checks the exported interface's functions, and calls `info`.
     async fn smoke_test(
         &self,
-        name: &str,
+        name: &Arc<str>,
         pre: &InstancePre<Sandbox>,
     ) -> Result<(Kind, PluginInfo)> {
-        let adapter = exports::exports(pre.component(), exports::ADAPTER);
-        if !adapter && !exports::exports(pre.component(), exports::POLICY) {
+        let adapter = exports::offers(pre.component(), exports::ADAPTER);
+        if !adapter && !exports::offers(pre.component(), exports::POLICY) {
             anyhow::bail!(
                 "the component exports neither tollgate:plugin/adapter nor tollgate:plugin/policy (0.1.x)"
             );
         }
-        let name: Arc<str> = Arc::from(name);
-        let _slot = self.slot().await;
-        let mut store = self.store(&name);
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| PluginError::instantiate(&name, e))?;
+        let slot = self.slot().await;
+        let Ready {
+            mut store,
+            instance,
+            slot: _slot,
+        } = self.fresh(name, pre, slot).await?;
         let (kind, info) = if adapter {
             let exports = AdapterExports::checked(&mut store, &instance)?;
             let info = exports.info(&mut store, &instance)?;
@@ -387,7 +387,7 @@ impl PluginHost {
             .call_async(&mut store, ())
             .await
             .map(|(info,)| info)
-            .map_err(|e| PluginError::from_trap(&name, e, store.data().last_words()))
+            .map_err(|e| PluginError::from_trap(name, e, store.data().last_words()))
             .map_err(|fault| anyhow::anyhow!("calling `info` failed: {fault}"))?;
         Ok((kind, info))
     }
@@ -410,18 +410,18 @@ impl PluginHost {
             .expect("the instance semaphore is never closed")
     }
 
-    /// A new instance of `plugin` in `slot`.
+    /// A new instance of the plugin `name`, made from `pre`, in `slot`.
     async fn fresh(
         &self,
-        plugin: &LoadedPlugin,
+        name: &Arc<str>,
+        pre: &InstancePre<Sandbox>,
         slot: OwnedSemaphorePermit,
     ) -> Result<Ready, PluginError> {
-        let mut store = self.store(&plugin.name);
-        let instance = plugin
-            .pre
+        let mut store = self.store(name);
+        let instance = pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| PluginError::instantiate(&plugin.name, e))?;
+            .map_err(|e| PluginError::instantiate(name, e))?;
         Ok(Ready {
             store,
             instance,
@@ -439,7 +439,7 @@ impl PluginHost {
             Some(ready) => Ok(ready),
             None => {
                 let slot = self.slot().await;
-                self.fresh(plugin, slot).await
+                self.fresh(&plugin.name, &plugin.pre, slot).await
             }
         }
     }

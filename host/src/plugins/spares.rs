@@ -86,7 +86,7 @@ pub(super) fn refill(host: &Arc<PluginHost>, plugin: &Arc<LoadedPlugin>) {
             let Ok(slot) = host.slots.clone().try_acquire_owned() else {
                 break;
             };
-            match host.fresh(&plugin, slot).await {
+            match host.fresh(&plugin.name, &plugin.pre, slot).await {
                 Ok(ready) => spares.lock().push(ready),
                 Err(e) => {
                     tracing::warn!(plugin = %plugin.name, "could not make a spare instance: {e}");
