@@ -18,7 +18,10 @@ check:
 
 # Build the bundled plugins as components into target/plugins/.
 plugins:
-    cargo build --release --target wasm32-wasip2 -p tollgate-plugin-openai -p tollgate-plugin-anthropic -p tollgate-plugin-cohere -p tollgate-policy-free-first -p tollgate-policy-most-headroom --target-dir target/plugins
+    cargo build --release --target wasm32-wasip2 --target-dir target/plugins \
+        -p tollgate-plugin-openai -p tollgate-plugin-anthropic -p tollgate-plugin-cohere \
+        -p tollgate-plugin-ollama -p tollgate-plugin-talkies -p tollgate-plugin-sdcpp \
+        -p tollgate-policy-free-first -p tollgate-policy-most-headroom
 
 # A simulated day of traffic against mocks enforcing the free-tier limits
 # (the README's quota table). Exits non-zero on any 429 or wasted free request.

@@ -51,6 +51,11 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "tollgate_fixture_legacy",
         "legacy",
     ),
+    (
+        "tollgate-fixture-mistyped",
+        "tollgate_fixture_mistyped",
+        "mistyped",
+    ),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

@@ -9,7 +9,8 @@
 //! memory is its own. Everything shares the machine's cores, as it would.
 //!
 //! `cargo bench -p tollgate --bench proxy` (or `just bench`) prints the
-//! README's table; `-- --soak SECS` runs the soak instead.
+//! README's table; `-- --soak SECS` runs the soak instead. `BENCH_CPUS=0`
+//! runs every process on one core (see `pin_from_env`).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -42,6 +43,37 @@ fn chunk_gap() -> Duration {
             .unwrap_or(5);
         Duration::from_millis(ms)
     })
+}
+
+/// Pins this process, and so every process it starts, to the CPUs listed in
+/// `BENCH_CPUS` (such as `0`, or `0,1`); returns the list. With every process
+/// on one core, a request's hops between the load, the proxy and the mock
+/// never wait for an idle core to wake (on a VM, tens of µs a hop), which
+/// shows the work each target does apart from the machine's wake-up cost.
+fn pin_from_env() -> Option<String> {
+    let list = std::env::var("BENCH_CPUS").ok()?;
+    // SAFETY: `cpu_set_t` is plain data that CPU_ZERO/CPU_SET initialise;
+    // `sched_setaffinity(0, ..)` affects only the calling thread, which is
+    // the only one when `main` calls this, and children inherit it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        for cpu in list.split(',') {
+            let cpu: usize = cpu
+                .trim()
+                .parse()
+                .expect("BENCH_CPUS: CPU numbers, comma-separated");
+            libc::CPU_SET(cpu, &mut set);
+        }
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        assert_eq!(
+            libc::sched_setaffinity(0, size, &set),
+            0,
+            "BENCH_CPUS: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Some(list)
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -489,6 +521,7 @@ fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         return run_role(&role);
     }
+    let pinned = pin_from_env();
     let args: Vec<String> = std::env::args().collect();
     let soak = args.iter().position(|a| a == "--soak").map(|i| {
         args.get(i + 1)
@@ -545,14 +578,21 @@ fn main() {
         let rss = gateway.rss_kb("VmRSS:");
         (open.len(), rss)
     });
-    report(&rows, idle_rss, streams_rss, seconds);
+    let cores = pinned.map_or("the same cores".to_owned(), |list| format!("CPUs {list}"));
+    report(&rows, idle_rss, streams_rss, seconds, &cores);
 }
 
-fn report(rows: &[Row], idle_rss: u64, (streams, streams_rss): (usize, u64), seconds: u64) {
+fn report(
+    rows: &[Row],
+    idle_rss: u64,
+    (streams, streams_rss): (usize, u64),
+    seconds: u64,
+    cores: &str,
+) {
     let bare = &rows[1];
     let direct = &rows[0];
     println!(
-        "{seconds} s per measurement; streams of {CHUNKS} chunks {} ms apart; every process on the same cores.\n",
+        "{seconds} s per measurement; streams of {CHUNKS} chunks {} ms apart; every process on {cores}.\n",
         chunk_gap().as_millis()
     );
     println!("| | direct to the mock | bare proxy | tollgate | tollgate / bare proxy |");

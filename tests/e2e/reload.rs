@@ -114,6 +114,34 @@ async fn a_corrupt_yaml_is_rejected_and_the_old_config_keeps_serving() {
 
 #[tokio::test]
 async fn a_corrupt_wasm_keeps_the_previous_version_serving() {
+    let good = std::fs::read(fixture("openai")).unwrap();
+    // Half a file, as a crash in the middle of a copy would leave it.
+    let torn = |file: &Path, bytes: &[u8]| std::fs::write(file, &bytes[..bytes.len() / 2]).unwrap();
+    rejected_while_the_previous_version_serves(&good, torn, "not a valid WebAssembly component")
+        .await;
+}
+
+#[tokio::test]
+async fn an_export_of_the_wrong_type_is_rejected_at_load() {
+    // A valid component exporting tollgate:plugin/adapter@0.1.1 whose
+    // `info` returns a string instead of a plugin-info record.
+    let mistyped = std::fs::read(fixture("mistyped")).unwrap();
+    rejected_while_the_previous_version_serves(
+        &mistyped,
+        publish,
+        "`info` does not have the type the WIT gives it",
+    )
+    .await;
+}
+
+/// Replaces the loaded adapter with `bad` (written by `write`) and checks
+/// that the rejection is reported with `reason` while the version loaded
+/// before keeps serving.
+async fn rejected_while_the_previous_version_serves(
+    bad: &[u8],
+    write: impl Fn(&Path, &[u8]),
+    reason: &str,
+) {
     let (_first, _second, gateway) = pair().await;
     let file = gateway.dir().join("plugins").join("openai.wasm");
     let good = std::fs::read(fixture("openai")).unwrap();
@@ -124,8 +152,7 @@ async fn a_corrupt_wasm_keeps_the_previous_version_serving() {
     .await;
     let loaded = row(&plugins(&gateway).await, "openai").clone();
 
-    // Half a file, as a crash in the middle of a copy would leave it.
-    std::fs::write(&file, &good[..good.len() / 2]).unwrap();
+    write(&file, bad);
     eventually("the rejection to be reported", async || {
         !row(&plugins(&gateway).await, "openai")["last_error"].is_null()
     })
@@ -137,10 +164,7 @@ async fn a_corrupt_wasm_keeps_the_previous_version_serving() {
         "the previous version serves"
     );
     assert!(
-        openai["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("not a valid WebAssembly component"),
+        openai["last_error"].as_str().unwrap().contains(reason),
         "{openai}"
     );
     assert_eq!(gateway.chat(hello("first-chat")).await.status, 200);
