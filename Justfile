@@ -16,12 +16,10 @@ test:
 check:
     cargo run --release -- check
 
-# Build the bundled plugins as components into target/plugins/.
+# Build the bundled plugins as components into target/plugins/ (every
+# package named tollgate-plugin-* or tollgate-policy-*, so a new one is included).
 plugins:
-    cargo build --release --target wasm32-wasip2 --target-dir target/plugins \
-        -p tollgate-plugin-openai -p tollgate-plugin-anthropic -p tollgate-plugin-cohere \
-        -p tollgate-plugin-ollama -p tollgate-plugin-talkies -p tollgate-plugin-sdcpp \
-        -p tollgate-policy-free-first -p tollgate-policy-most-headroom
+    cargo build --release --target wasm32-wasip2 --target-dir target/plugins -p 'tollgate-plugin-*' -p 'tollgate-policy-*'
 
 # A simulated day of traffic against mocks enforcing the free-tier limits
 # (the README's quota table). Exits non-zero on any 429 or wasted free request.

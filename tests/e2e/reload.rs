@@ -115,9 +115,11 @@ async fn a_corrupt_yaml_is_rejected_and_the_old_config_keeps_serving() {
 #[tokio::test]
 async fn a_corrupt_wasm_keeps_the_previous_version_serving() {
     let good = std::fs::read(fixture("openai")).unwrap();
-    // Half a file, as a crash in the middle of a copy would leave it.
-    let torn = |file: &Path, bytes: &[u8]| std::fs::write(file, &bytes[..bytes.len() / 2]).unwrap();
-    rejected_while_the_previous_version_serves(&good, torn, "not a valid WebAssembly component")
+    // Half a file, written in place, as a crash in the middle of a copy
+    // would leave it.
+    let torn = &good[..good.len() / 2];
+    let in_place = |file: &Path, bytes: &[u8]| std::fs::write(file, bytes).unwrap();
+    rejected_while_the_previous_version_serves(torn, in_place, "not a valid WebAssembly component")
         .await;
 }
 
