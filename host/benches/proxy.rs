@@ -84,9 +84,10 @@ fn pin_from_env() -> Option<String> {
 /// runs several times slower for its first few hundred µs (measured with
 /// timestamps inside the gateway; the hypervisor rescheduling the virtual
 /// CPU is the likely cause). Streams leave the cores idle between chunks,
-/// so this decides much of the time to the first chunk. The spinners (nice 19) give way to any real
-/// work at once but keep the virtual CPUs from halting, which separates
-/// what each target costs from what the machine's idle costs.
+/// so this decides much of the time to the first chunk. The spinners
+/// (nice 19) give way to any real work at once but keep the virtual CPUs
+/// from halting, which separates what each target costs from what the
+/// machine's idle costs.
 struct Awake(Vec<Child>);
 
 impl Awake {
@@ -97,8 +98,8 @@ impl Awake {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let spinners = (0..cores)
             .map(|_| {
-                Command::new(std::env::current_exe().unwrap())
-                    .env(ROLE, "spinner")
+                let mut command = Command::new(std::env::current_exe().unwrap());
+                dies_with_bench(command.env(ROLE, "spinner"))
                     .spawn()
                     .unwrap()
             })
@@ -116,7 +117,7 @@ impl Drop for Awake {
     }
 }
 
-/// The spinner role: the lowest priority, then busy forever.
+/// The spinner role: the lowest priority, then busy until the bench ends.
 fn spin() -> ! {
     // SAFETY: `nice` only changes this process's scheduling priority.
     unsafe { libc::nice(19) };
@@ -313,9 +314,26 @@ impl Drop for Process {
     }
 }
 
+/// Has the kernel kill the child when the bench dies without dropping it
+/// (a `kill -9`), so no mock, proxy, gateway or spinner outlives a run.
+fn dies_with_bench(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and calls
+    // only `prctl`, which is async-signal-safe; the death signal survives
+    // the exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Starts a command that prints its address on its first line of stdout.
 fn start(mut command: Command, prefix: &str) -> Process {
-    let mut child = command
+    let mut child = dies_with_bench(&mut command)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
