@@ -10,6 +10,12 @@
 //! When the client goes away, hyper drops the body and with it the upstream
 //! response, the plugin instance and the ledger hold, which then keeps the
 //! estimate counted (the provider may have served the whole answer).
+//!
+//! When the adapter sees the provider's `[DONE]` before the provider's body
+//! has ended, the rest of that body (the chunked encoding's last chunk) is
+//! read in the background after the client's stream is closed. A response
+//! dropped unread costs its connection: the next request to that provider
+//! would open a new one, with a new TLS handshake.
 
 use crate::api::{ApiError, Body};
 use crate::ledger::Outcome;
@@ -49,7 +55,16 @@ pub(crate) struct Relay {
     redactor: Redactor,
     /// Settled when the stream ends, however it ends.
     hold: Hold,
+    /// The stream ended cleanly while the upstream's body had not: read the
+    /// rest, so that its connection goes back to the pool.
+    drain_upstream: bool,
 }
+
+/// How long, and how much, the rest of an upstream body is read after the
+/// stream has ended. A provider that sends more than its end marker is
+/// given up on, and loses its connection.
+const DRAIN_FOR: Duration = Duration::from_secs(5);
+const DRAIN_BYTES: usize = 64 * 1024;
 
 /// What the router hands over once the first chunk is ready.
 pub(crate) struct Committed {
@@ -62,8 +77,11 @@ pub(crate) struct Committed {
     pub hold: Hold,
     /// The chunks translated so far (at least one).
     pub first: Vec<String>,
-    /// Whether the upstream already ended.
+    /// Whether the stream already ended (the adapter saw its end, or the
+    /// upstream's body ended).
     pub done: bool,
+    /// Whether the upstream's body ended.
+    pub upstream_ended: bool,
 }
 
 impl Relay {
@@ -82,14 +100,20 @@ impl Relay {
             alias: committed.alias,
             redactor: committed.redactor,
             hold: committed.hold,
+            drain_upstream: committed.done && !committed.upstream_ended,
         }
     }
 
     /// The client's event-stream response, driven by this relay.
     pub fn into_response(self) -> Response<Body> {
         let frames = futures_util::stream::unfold(self, |mut relay| async move {
-            let frame = relay.next_frame().await?;
-            Some((Ok(Frame::data(frame)), relay))
+            match relay.next_frame().await {
+                Some(frame) => Some((Ok(Frame::data(frame)), relay)),
+                None => {
+                    relay.release_upstream();
+                    None
+                }
+            }
         });
         let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
         let headers = response.headers_mut();
@@ -123,6 +147,14 @@ impl Relay {
         }
     }
 
+    /// Hands the upstream response back once the client's stream is over:
+    /// read to its end in the background when the stream ended before it.
+    fn release_upstream(self) {
+        if self.drain_upstream {
+            tokio::spawn(drain(self.response));
+        }
+    }
+
     /// Reads and translates one upstream chunk (or the end of the stream).
     async fn advance(&mut self) {
         let output = match upstream::next_chunk(&mut self.response, self.idle).await {
@@ -143,8 +175,9 @@ impl Relay {
             Err(e) => return self.fail(e.to_string()).await,
         };
         self.usage = output.usage.or(self.usage);
-        if output.done {
+        if output.done && self.phase == Phase::Reading {
             self.phase = Phase::Ended;
+            self.drain_upstream = true;
         }
         self.pending
             .extend(output.chunks.iter().map(|chunk| sse_frame(chunk)));
@@ -175,6 +208,26 @@ impl Relay {
         );
         self.pending.push_back(sse_frame(&error.body().to_string()));
         self.phase = Phase::Closed;
+    }
+}
+
+/// Reads what is left of an upstream body, within [`DRAIN_FOR`] and
+/// [`DRAIN_BYTES`], so that hyper can pool its connection again.
+async fn drain(mut response: reqwest::Response) {
+    let rest = async {
+        let mut read = 0;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                return false;
+            }
+        }
+        true
+    };
+    if !matches!(tokio::time::timeout(DRAIN_FOR, rest).await, Ok(true)) {
+        tracing::debug!(
+            "the upstream kept sending after its stream ended; its connection is dropped"
+        );
     }
 }
 

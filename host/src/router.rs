@@ -638,7 +638,7 @@ impl Gateway {
         let mut translator = session.open_stream(target, request).await?;
         let mut first = Vec::new();
         let mut usage = None;
-        let done = loop {
+        let (done, ended) = loop {
             let (output, ended) = match upstream::next_chunk(&mut response, idle).await? {
                 Some(bytes) => (translator.push(&bytes).await?, false),
                 None => (translator.finish().await?, true),
@@ -652,7 +652,7 @@ impl Gateway {
             usage = output.usage.or(usage);
             first.extend(output.chunks);
             if ended || output.done || !first.is_empty() {
-                break ended || output.done;
+                break (ended || output.done, ended);
             }
         };
         if first.is_empty() {
@@ -671,6 +671,7 @@ impl Gateway {
             hold: hold.take(),
             first,
             done,
+            upstream_ended: ended,
         });
         Ok(relay.into_response())
     }

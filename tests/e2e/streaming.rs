@@ -3,6 +3,7 @@
 
 use crate::support::gateway::{Setup, hello, pair, streamed_text};
 use crate::support::mock::{Behavior, Mock};
+use crate::support::scripted::{Answer, Recorded, Scripted};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -131,4 +132,55 @@ async fn stream_that_fails_after_its_first_byte_ends_with_an_error_event() {
         other.received().is_empty(),
         "a committed stream does not fall back"
     );
+}
+
+/// An OpenAI stream, `[DONE]` included, whose body ends a moment after its
+/// last event (the empty frame), as a provider's may.
+fn openai_events() -> Vec<String> {
+    let chunk = |delta: Value, finish: Value| {
+        let chunk = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1,
+                           "model": "a1", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {chunk}\n\n")
+    };
+    vec![
+        chunk(
+            json!({"role": "assistant", "content": "hello"}),
+            Value::Null,
+        ),
+        chunk(json!({}), json!("stop")),
+        "data: [DONE]\n\n".to_owned(),
+        String::new(),
+    ]
+}
+
+#[tokio::test]
+async fn a_finished_stream_gives_its_upstream_connection_back_to_the_pool() {
+    let mock = Scripted::start(|_: &Recorded| Answer::Events {
+        frames: openai_events(),
+        gap: Duration::from_millis(20),
+    })
+    .await;
+    let gateway = Setup::new()
+        .fragment(
+            "alpha",
+            "openai",
+            &mock.url("/v1"),
+            &[("alpha-chat", "a1", "chat")],
+            "",
+        )
+        .start();
+    for _ in 0..3 {
+        // One client connection, so one serving lane and one upstream pool.
+        let reply = gateway.chat(stream_request("alpha-chat", false)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let events = reply.events();
+        assert_eq!(streamed_text(&events), "hello");
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+        // The rest of the upstream body is read after the client's stream ends.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Dropped unread after its `[DONE]`, each response took its connection
+    // with it, and each request paid for a new one (a TLS handshake, with a
+    // real provider).
+    assert_eq!(mock.connections(), 1, "three streams, one connection");
 }

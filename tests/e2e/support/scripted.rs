@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -98,6 +99,8 @@ type Handler = dyn Fn(&Recorded) -> Answer + Send + Sync;
 pub struct Scripted {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Recorded>>>,
+    /// Connections accepted so far.
+    connections: Arc<AtomicUsize>,
 }
 
 impl Scripted {
@@ -107,8 +110,11 @@ impl Scripted {
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
         let log = received.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (handler, log) = (handler.clone(), log.clone());
                 let service = service_fn(move |request| {
                     let (handler, log) = (handler.clone(), log.clone());
@@ -121,7 +127,11 @@ impl Scripted {
                 });
             }
         });
-        Scripted { addr, received }
+        Scripted {
+            addr,
+            received,
+            connections,
+        }
     }
 
     /// `http://ADDR` followed by `root` (e.g. `/v1`).
@@ -131,6 +141,11 @@ impl Scripted {
 
     pub fn received(&self) -> Vec<Recorded> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// How many connections the mock has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
