@@ -23,13 +23,23 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 const ROLE: &str = "TOLLGATE_BENCH_ROLE";
 const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello from the mock"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}"#;
 const REQUEST: &str = r#"{"model":"bench-chat","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":16}"#;
 /// Chunks a streamed answer has.
 const CHUNKS: usize = 8;
+/// Streams timed per target in each round.
+const STREAMS_PER_ROUND: usize = 40;
+
+/// Rounds each measurement is cut into (see `main`): 6, or `BENCH_ROUNDS`.
+fn rounds() -> u32 {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(6)
+}
 
 /// The mock's pause between chunks: 5 ms, or `BENCH_CHUNK_GAP_MS`. A stream
 /// leaves the cores idle most of the time, and on a VM a core that has idled
@@ -117,6 +127,18 @@ impl Drop for Awake {
     }
 }
 
+/// How long an idle core of this VM polls before it halts, when the kernel
+/// runs as a KVM guest with `cpuidle-haltpoll`. At 0 every idle core halts,
+/// and the request that wakes it pays for that (see the README); the
+/// report names the setting, since it moves every latency in it.
+fn guest_halt_poll_ns() -> Option<u64> {
+    std::fs::read_to_string("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The spinner role: the lowest priority, then busy until the bench ends.
 fn spin() -> ! {
     // SAFETY: `nice` only changes this process's scheduling priority.
@@ -126,7 +148,7 @@ fn spin() -> ! {
     }
 }
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 // ------------------------------------------------------------------ roles
 
@@ -167,19 +189,18 @@ async fn mock(request: Request<Incoming>) -> Response<Body> {
     if !text.contains("\"stream\":true") {
         return Response::builder()
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(COMPLETION.as_bytes())).boxed())
+            .body(Full::new(Bytes::from_static(COMPLETION.as_bytes())).boxed_unsync())
             .unwrap();
     }
     let hold = text.contains("hold");
-    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
-    tokio::spawn(async move {
-        for i in 0..CHUNKS {
-            let chunk = format!(
-                "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"w{i} \"}},\"finish_reason\":null}}]}}\n\n"
-            );
-            if tx.send(Ok(Frame::data(Bytes::from(chunk)))).await.is_err() {
-                return;
-            }
+    // The chunks come from the connection's own task: a task spawned to feed
+    // a channel would add a hop to another thread, and on a VM a wake-up of
+    // an idle core, to every target's time to first chunk.
+    let chunks = futures_util::stream::unfold(0, move |i| async move {
+        if i > CHUNKS {
+            return None;
+        }
+        if i > 0 {
             tokio::time::sleep(if hold {
                 Duration::from_secs(60)
             } else {
@@ -187,18 +208,19 @@ async fn mock(request: Request<Incoming>) -> Response<Body> {
             })
             .await;
         }
-        let _ = tx
-            .send(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))))
-            .await;
+        let chunk = if i < CHUNKS {
+            Bytes::from(format!(
+                "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"w{i} \"}},\"finish_reason\":null}}]}}\n\n"
+            ))
+        } else {
+            Bytes::from_static(b"data: [DONE]\n\n")
+        };
+        Some((Ok(Frame::data(chunk)), i + 1))
     });
     Response::builder()
         .header("content-type", "text/event-stream")
-        .body(BodyExt::boxed(StreamBody::new(tokio_stream(rx))))
+        .body(BodyExt::boxed_unsync(StreamBody::new(chunks)))
         .unwrap()
-}
-
-fn tokio_stream<T>(mut rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// The bare proxy: forwards method, path, body and content type to the
@@ -222,25 +244,23 @@ async fn proxy(
         .body(body)
         .send()
         .await;
-    let Ok(mut response) = sent else {
+    let Ok(response) = sent else {
         return Response::builder()
             .status(502)
-            .body(Full::new(Bytes::new()).boxed())
+            .body(Full::new(Bytes::new()).boxed_unsync())
             .unwrap();
     };
     let mut out = Response::builder().status(response.status().as_u16());
     if let Some(kind) = response.headers().get("content-type") {
         out = out.header("content-type", kind.clone());
     }
-    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
-    tokio::spawn(async move {
-        while let Ok(Some(chunk)) = response.chunk().await {
-            if tx.send(Ok(Frame::data(chunk))).await.is_err() {
-                return;
-            }
-        }
+    // The answer streams straight from the client's body into the server's:
+    // no task or channel between them.
+    let chunks = futures_util::stream::unfold(response, |mut response| async move {
+        let chunk = response.chunk().await.ok().flatten()?;
+        Some((Ok(Frame::data(chunk)), response))
     });
-    out.body(BodyExt::boxed(StreamBody::new(tokio_stream(rx))))
+    out.body(BodyExt::boxed_unsync(StreamBody::new(chunks)))
         .unwrap()
 }
 
@@ -401,6 +421,14 @@ struct Sample {
 }
 
 impl Sample {
+    /// Adds `other`'s requests, time and latencies to this one's.
+    fn absorb(&mut self, other: Sample) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.latencies.extend(other.latencies);
+        self.latencies.sort_unstable();
+    }
     fn rps(&self) -> f64 {
         self.requests as f64 / self.seconds
     }
@@ -454,7 +482,7 @@ async fn closed_loop(url: &str, concurrency: usize, duration: Duration) -> Sampl
 async fn fixed_rate(url: &str, rate: u64, duration: Duration) -> Sample {
     let client = client();
     let started = Instant::now();
-    let count = rate * duration.as_secs();
+    let count = (rate as f64 * duration.as_secs_f64()) as u64;
     let tasks: Vec<_> = (0..count)
         .map(|i| {
             let (client, url) = (client.clone(), url.to_owned());
@@ -502,9 +530,9 @@ async fn one(client: &reqwest::Client, url: &str) -> bool {
     response.status().is_success() && response.bytes().await.is_ok_and(|b| b.len() > 100)
 }
 
-/// Time to the first chunk and the mean gap between chunks, µs, over
-/// `streams` sequential streams.
-async fn streaming(url: &str, streams: usize) -> (Sample, f64) {
+/// Time to the first chunk, and the gaps between chunks, µs, over `streams`
+/// sequential streams.
+async fn streaming(url: &str, streams: usize) -> (Sample, Vec<f64>) {
     let client = client();
     let body = REQUEST.replace("\"max_tokens\":16", "\"max_tokens\":16,\"stream\":true");
     let mut ttfb = Sample::default();
@@ -539,8 +567,7 @@ async fn streaming(url: &str, streams: usize) -> (Sample, f64) {
     }
     ttfb.seconds = started.elapsed().as_secs_f64();
     ttfb.latencies.sort_unstable();
-    let gap = gaps.iter().sum::<f64>() / gaps.len().max(1) as f64;
-    (ttfb, gap)
+    (ttfb, gaps)
 }
 
 /// Opens `count` streams that stay open, and returns once each has
@@ -578,13 +605,20 @@ async fn open_streams(url: &str, count: usize) -> Vec<reqwest::Response> {
 
 // ------------------------------------------------------------------ report
 
+#[derive(Default)]
 struct Row {
     c1: Sample,
     c32: Sample,
     rate: Sample,
     ttfb: Sample,
-    gap: f64,
+    gaps: Vec<f64>,
     peak_rss_kb: u64,
+}
+
+impl Row {
+    fn mean_gap(&self) -> f64 {
+        self.gaps.iter().sum::<f64>() / self.gaps.len().max(1) as f64
+    }
 }
 
 fn main() {
@@ -607,6 +641,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // The latency measurements run on one thread: on the multi-threaded
+    // runtime every response crossed from the connection's task on one
+    // worker to the measuring task on another, and that wake-up of an idle
+    // core was counted as the target's latency.
+    let one_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mock = role("mock", None);
     let bare = role("proxy", Some(mock.addr));
@@ -617,31 +659,51 @@ fn main() {
         return runtime.block_on(soak_run(&gateway, secs, idle_rss));
     }
     let duration = Duration::from_secs(seconds);
-    let targets: [(&'static str, Option<&Process>, SocketAddr); 3] = [
-        ("direct to the mock", None, mock.addr),
-        ("bare proxy", Some(&bare), bare.addr),
-        ("tollgate", Some(&gateway), gateway.addr),
+    // Direct to the mock, the bare proxy, Tollgate: the report's columns.
+    let targets: [(Option<&Process>, SocketAddr); 3] = [
+        (None, mock.addr),
+        (Some(&bare), bare.addr),
+        (Some(&gateway), gateway.addr),
     ];
-    let mut rows = Vec::new();
-    for (name, process, addr) in targets {
-        let url = format!("http://{addr}/v1/chat/completions");
-        let row = runtime.block_on(async {
-            closed_loop(&url, 32, Duration::from_secs(1)).await; // warm-up
-            let c1 = closed_loop(&url, 1, duration).await;
-            let c32 = closed_loop(&url, 32, duration).await;
-            let rate = fixed_rate(&url, 1000, duration).await;
-            let (ttfb, gap) = streaming(&url, 200).await;
-            eprintln!("measured: {name}");
-            Row {
-                c1,
-                c32,
-                rate,
-                ttfb,
-                gap,
-                peak_rss_kb: process.map_or(0, |p| p.rss_kb("VmHWM:")),
-            }
-        });
-        rows.push(row);
+    let urls = targets.map(|(_, addr)| format!("http://{addr}/v1/chat/completions"));
+    for url in &urls {
+        runtime.block_on(closed_loop(url, 32, Duration::from_secs(1))); // warm-up
+    }
+    // Each measurement is cut into rounds, and each round measures the
+    // targets in turn, starting with a different one each time: a slow
+    // spell of the host's, or the wake of the load before, then falls on
+    // all three alike.
+    let rounds = rounds();
+    let slice = duration / rounds;
+    let mut rows: Vec<Row> = urls.iter().map(|_| Row::default()).collect();
+    for round in 0..rounds {
+        let order: Vec<usize> = (0..urls.len())
+            .map(|k| (k + round as usize) % urls.len())
+            .collect();
+        for &i in &order {
+            rows[i]
+                .c1
+                .absorb(one_thread.block_on(closed_loop(&urls[i], 1, slice)));
+        }
+        for &i in &order {
+            rows[i]
+                .c32
+                .absorb(runtime.block_on(closed_loop(&urls[i], 32, slice)));
+        }
+        for &i in &order {
+            rows[i]
+                .rate
+                .absorb(one_thread.block_on(fixed_rate(&urls[i], 1000, slice)));
+        }
+        for &i in &order {
+            let (ttfb, gaps) = one_thread.block_on(streaming(&urls[i], STREAMS_PER_ROUND));
+            rows[i].ttfb.absorb(ttfb);
+            rows[i].gaps.extend(gaps);
+        }
+        eprintln!("round {} of {rounds} measured", round + 1);
+    }
+    for (row, (process, _)) in rows.iter_mut().zip(&targets) {
+        row.peak_rss_kb = process.map_or(0, |p| p.rss_kb("VmHWM:"));
     }
     let streams_rss = runtime.block_on(async {
         let url = format!("http://{}/v1/chat/completions", gateway.addr);
@@ -653,22 +715,21 @@ fn main() {
     if awake.is_some() {
         cores.push_str(", kept awake by a nice-19 spinner per core (`BENCH_AWAKE=1`)");
     }
-    report(&rows, idle_rss, streams_rss, seconds, &cores);
-}
-
-fn report(
-    rows: &[Row],
-    idle_rss: u64,
-    (streams, streams_rss): (usize, u64),
-    seconds: u64,
-    cores: &str,
-) {
-    let bare = &rows[1];
-    let direct = &rows[0];
-    println!(
-        "{seconds} s per measurement; streams of {CHUNKS} chunks {} ms apart; every process on {cores}.\n",
+    if let Some(ns) = guest_halt_poll_ns() {
+        cores.push_str(&format!("; guest halt polling {} µs", ns / 1000));
+    }
+    let setup = format!(
+        "{seconds} s per measurement, in {rounds} rounds that take the targets in turn; {} streams of {CHUNKS} chunks {} ms apart; every process on {cores}.\n",
+        STREAMS_PER_ROUND * rounds as usize,
         chunk_gap().as_millis()
     );
+    report(&rows, idle_rss, streams_rss, &setup);
+}
+
+fn report(rows: &[Row], idle_rss: u64, (streams, streams_rss): (usize, u64), setup: &str) {
+    let bare = &rows[1];
+    let direct = &rows[0];
+    println!("{setup}");
     println!("| | direct to the mock | bare proxy | tollgate | tollgate / bare proxy |");
     println!("|---|---|---|---|---|");
     let line = |label: &str, f: &dyn Fn(&Row) -> f64, unit: &str| {
@@ -704,7 +765,7 @@ fn report(
         &|r| r.ttfb.pct(0.5),
         " µs",
     );
-    line("stream: mean gap between chunks", &|r| r.gap, " µs");
+    line("stream: mean gap between chunks", &Row::mean_gap, " µs");
     println!(
         "| peak RSS | | {} MB | {} MB | {:.2}× |",
         bare.peak_rss_kb / 1024,
