@@ -60,10 +60,11 @@ pub(crate) struct Relay {
     drain_upstream: bool,
 }
 
-/// How long, and how much, the rest of an upstream body is read after the
-/// stream has ended. A provider that sends more than its end marker is
-/// given up on, and loses its connection.
+/// How long the rest of an upstream body is read after the stream has
+/// ended. A provider slower than this to end its body loses its connection.
 const DRAIN_FOR: Duration = Duration::from_secs(5);
+/// How much of it is read: a provider that sends more after its end marker
+/// is given up on too.
 const DRAIN_BYTES: usize = 64 * 1024;
 
 /// What the router hands over once the first chunk is ready.
