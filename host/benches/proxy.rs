@@ -291,13 +291,19 @@ fn run_role(role: &str) {
 }
 
 /// Closed-loop load on one URL, for profiling a target by hand:
-/// `TOLLGATE_BENCH_ROLE=load URL=… CONCURRENCY=32 SECONDS=10 <bench binary>`.
+/// `TOLLGATE_BENCH_ROLE=load URL=… CONCURRENCY=32 SECONDS=10 <bench binary>`,
+/// or `RATE=1000` for an open loop at a fixed rate.
 async fn load_only() {
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
     let url = var("URL", "http://127.0.0.1:8080/v1/chat/completions");
     let concurrency = var("CONCURRENCY", "32").parse().expect("CONCURRENCY");
     let seconds = var("SECONDS", "10").parse().expect("SECONDS");
-    let sample = closed_loop(&url, concurrency, Duration::from_secs(seconds)).await;
+    let duration = Duration::from_secs(seconds);
+    // RATE: an open loop at that many requests a second instead.
+    let sample = match std::env::var("RATE").ok().and_then(|r| r.parse().ok()) {
+        Some(rate) => fixed_rate(&url, rate, duration).await,
+        None => closed_loop(&url, concurrency, duration).await,
+    };
     println!(
         "{} requests, {} errors, {:.0}/s, p50 {:.0} µs, p99 {:.0} µs",
         sample.requests,
@@ -388,7 +394,11 @@ fn tollgate(upstream: SocketAddr, dir: &std::path::Path) -> Process {
         ),
     )
     .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    // BENCH_TOLLGATE points the bench at another build (an earlier
+    // commit's, say): runs of both, taken in turn, make a before-and-after.
+    let binary =
+        std::env::var_os("BENCH_TOLLGATE").unwrap_or_else(|| env!("CARGO_BIN_EXE_tollgate").into());
+    let mut command = Command::new(binary);
     command
         .current_dir(dir)
         .args([

@@ -152,14 +152,7 @@ fn init_tracing() {
 /// Sandbox limits, adjustable from the environment.
 fn limits(env: &env::Env) -> Result<Limits> {
     let mut limits = Limits::default();
-    let number = |name: &str| -> Result<Option<u64>> {
-        env.get(name)
-            .map(|v| {
-                v.parse::<u64>()
-                    .with_context(|| format!("{name}={v} is not a number"))
-            })
-            .transpose()
-    };
+    let number = |name| whole_number(env, name);
     if let Some(ms) = number("TOLLGATE_PLUGIN_DEADLINE_MS")? {
         limits.call_deadline = Duration::from_millis(ms.max(1));
     }
@@ -173,6 +166,26 @@ fn limits(env: &env::Env) -> Result<Limits> {
         limits.spare_instances = n.min(64) as usize;
     }
     Ok(limits)
+}
+
+/// The environment variable `name` as a whole number, if it is set.
+fn whole_number(env: &env::Env, name: &str) -> Result<Option<u64>> {
+    env.get(name)
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .with_context(|| format!("{name}={v} is not a whole number"))
+        })
+        .transpose()
+}
+
+/// How long a serving lane polls before it sleeps: `TOLLGATE_IDLE_POLL_US`
+/// (0 turns polling off, at most a second), else the default.
+fn idle_poll(env: &env::Env) -> Result<Duration> {
+    Ok(whole_number(env, "TOLLGATE_IDLE_POLL_US")?
+        .map_or(tollgate::lanes::DEFAULT_IDLE_POLL, |us| {
+            Duration::from_micros(us.min(1_000_000))
+        }))
 }
 
 async fn load(sources: &Sources, env: &env::Env) -> Result<(Catalog, PluginRuntime)> {
@@ -193,6 +206,7 @@ async fn load(sources: &Sources, env: &env::Env) -> Result<(Catalog, PluginRunti
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let env = env::Env::load(Path::new("."))?;
+    let idle_poll = idle_poll(&env)?;
     let (catalog, plugins) = load(&args.sources, &env).await?;
     let enabled = catalog.providers.iter().filter(|p| p.enabled()).count();
     let aliases = catalog.models.iter().filter(|m| m.enabled()).count();
@@ -239,7 +253,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     );
     println!("tollgate listening on http://{addr}");
     std::io::stdout().flush().ok();
-    server::run(listener, state, shutdown_signal()).await?;
+    server::run(listener, state, idle_poll, shutdown_signal()).await?;
     ledger.flush().await;
     Ok(())
 }
@@ -247,15 +261,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
 /// The card from TOLLGATE_GPU_VRAM_MB, else NVML (device
 /// TOLLGATE_GPU_DEVICE, default 0), else unknown.
 fn gpu_device(env: &env::Env) -> Result<Device> {
-    let number = |name: &str| -> Result<Option<u64>> {
-        env.get(name)
-            .map(|v| {
-                v.trim()
-                    .parse::<u64>()
-                    .with_context(|| format!("{name}={v} is not a whole number"))
-            })
-            .transpose()
-    };
+    let number = |name| whole_number(env, name);
     let configured = number("TOLLGATE_GPU_VRAM_MB")?;
     let index = number("TOLLGATE_GPU_DEVICE")?.unwrap_or(0) as u32;
     let device = Device::detect(configured, index);

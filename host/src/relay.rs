@@ -112,6 +112,8 @@ impl Relay {
                 Some(frame) => Some((Ok(Frame::data(frame)), relay)),
                 None => {
                     relay.release_upstream();
+                    // The client's next request is likely close behind.
+                    crate::lanes::busy();
                     None
                 }
             }
@@ -266,6 +268,7 @@ impl BinaryRelay {
                 Ok(Some(bytes)) => Some((Ok(Frame::data(bytes)), Some(relay))),
                 Ok(None) => {
                     relay.hold.settle(Outcome::Served { usage: None }).await;
+                    crate::lanes::busy();
                     None
                 }
                 Err(e) => {

@@ -85,10 +85,12 @@ impl AppState {
 
 /// Accepts connections until `shutdown` resolves and deals them to the
 /// serving lanes in turn (see `lanes`); then lets open requests finish (for
-/// up to 10 seconds).
+/// up to 10 seconds). Each lane polls for `idle_poll` after its last work
+/// before it sleeps (see [`crate::lanes::poll_idle`]).
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
+    idle_poll: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut lanes = Vec::new();
@@ -103,7 +105,12 @@ pub async fn run(
             .name(format!("tollgate-lane-{lane}"))
             .spawn(move || {
                 crate::lanes::enter(lane);
-                runtime.block_on(serve_lane(dealt, state));
+                runtime.block_on(async {
+                    tokio::select! {
+                        _ = serve_lane(dealt, state) => {}
+                        _ = crate::lanes::poll_idle(idle_poll) => {}
+                    }
+                });
             })?;
         lanes.push(deal);
         threads.push(thread);
@@ -182,10 +189,12 @@ async fn serve_lane(mut dealt: mpsc::UnboundedReceiver<StdTcpStream>, state: Arc
 
 /// Routes one request and writes its access-log line.
 async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+    crate::lanes::busy();
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = route(state, request, &method, &path).await;
+    crate::lanes::busy();
     if path != "/health" {
         let header = |name: &str| {
             response

@@ -15,6 +15,7 @@ mod cli;
 mod cohere;
 mod fallback;
 mod gpu;
+mod idle;
 mod modes;
 mod openai_client;
 mod policy;

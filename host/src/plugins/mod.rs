@@ -134,6 +134,8 @@ pub struct PluginHost {
     linker: Linker<Sandbox>,
     limits: engine::Limits,
     slots: Arc<Semaphore>,
+    /// Advances the engine's epoch while any slot is taken.
+    ticker: engine::Ticker,
     cache_dir: Option<PathBuf>,
 }
 
@@ -307,11 +309,13 @@ impl PluginHost {
             .map_err(anyhow::Error::from)
             .context("linking the tollgate host interface")?;
         let slots = Arc::new(Semaphore::new(limits.max_instances as usize));
+        let ticker = engine::Ticker::start(&engine, slots.clone(), limits.max_instances as usize)?;
         Ok(PluginHost {
             engine,
             linker,
             limits,
             slots,
+            ticker,
             cache_dir,
         })
     }
@@ -403,11 +407,21 @@ impl PluginHost {
 
     /// Waits for a free instance slot.
     async fn slot(&self) -> OwnedSemaphorePermit {
-        self.slots
+        let slot = self
+            .slots
             .clone()
             .acquire_owned()
             .await
-            .expect("the instance semaphore is never closed")
+            .expect("the instance semaphore is never closed");
+        self.ticker.instance_started();
+        slot
+    }
+
+    /// A free instance slot, if there is one now.
+    fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        let slot = self.slots.clone().try_acquire_owned().ok()?;
+        self.ticker.instance_started();
+        Some(slot)
     }
 
     /// A new instance of the plugin `name`, made from `pre`, in `slot`.

@@ -83,7 +83,7 @@ pub(super) fn refill(host: &Arc<PluginHost>, plugin: &Arc<LoadedPlugin>) {
     tokio::spawn(async move {
         let spares = &plugin.spares;
         for _ in 0..spares.missing() {
-            let Ok(slot) = host.slots.clone().try_acquire_owned() else {
+            let Some(slot) = host.try_slot() else {
                 break;
             };
             match host.fresh(&plugin.name, &plugin.pre, slot).await {

@@ -306,6 +306,18 @@ impl Gateway {
         assert!(exit.success(), "tollgate exited with {exit} on SIGTERM");
     }
 
+    /// CPU time the gateway has used so far, all its threads together
+    /// (Linux's per-thread `schedstat`, in nanoseconds).
+    pub fn cpu_time(&self) -> Duration {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let nanos: u64 = std::fs::read_dir(tasks)
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(nanos)
+    }
+
     /// The folder holding this gateway's providers/, plugins/ and data/.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
