@@ -19,8 +19,18 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// How long a lane polls after its last piece of work, unless
-/// `TOLLGATE_IDLE_POLL_US` says otherwise (0 turns polling off).
-pub const DEFAULT_IDLE_POLL: Duration = Duration::from_micros(250);
+/// `TOLLGATE_IDLE_POLL_US` says otherwise (0 turns polling off): 250 µs, or
+/// none when the gateway may use only one core. There a polling lane takes
+/// the core from the client and the provider it waits for: on one core of
+/// the development VM, polling cost a fifth of the requests at concurrency 1
+/// (`BENCH_CPUS=0 just bench`).
+pub fn default_idle_poll() -> Duration {
+    if count() > 1 {
+        Duration::from_micros(250)
+    } else {
+        Duration::ZERO
+    }
+}
 
 thread_local! {
     static LANE: Cell<usize> = const { Cell::new(0) };

@@ -183,7 +183,7 @@ fn whole_number(env: &env::Env, name: &str) -> Result<Option<u64>> {
 /// (0 turns polling off, at most a second), else the default.
 fn idle_poll(env: &env::Env) -> Result<Duration> {
     Ok(whole_number(env, "TOLLGATE_IDLE_POLL_US")?
-        .map_or(tollgate::lanes::DEFAULT_IDLE_POLL, |us| {
+        .map_or_else(tollgate::lanes::default_idle_poll, |us| {
             Duration::from_micros(us.min(1_000_000))
         }))
 }
