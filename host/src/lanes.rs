@@ -124,7 +124,7 @@ impl Idle {
 /// Why: a thread that waits in `epoll_wait` leaves its core idle, and on a VM
 /// an idle core halts. The next request then waits for the hypervisor to run
 /// the core again and finds its caches cold; on the 2-core development VM that
-/// cost Tollgate about 130 µs of a request at concurrency 1 (`just bench`).
+/// cost Tollgate about 150 µs of a request at concurrency 1 (`just bench`).
 /// Polling keeps the core running while more work is likely: a client that
 /// sends its next request as soon as it has the last answer, or a local
 /// provider that answers within the window. Each turn first yields the CPU to
