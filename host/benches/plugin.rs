@@ -1,7 +1,8 @@
 //! What one request costs in the plugin sandbox, with no network: a fresh
 //! instance of the bundled OpenAI adapter, `build-request`, then
 //! `translate-response`, then the instance dropped. Run with
-//! `cargo bench -p tollgate --bench plugin`.
+//! `cargo bench -p tollgate --bench plugin`; `PLUGINS=dir` measures the
+//! `openai.wasm` in that folder instead (a plugin author's own build).
 
 use std::time::Instant;
 use tollgate::plugins::PluginRuntime;
@@ -24,7 +25,13 @@ fn main() {
                 .unwrap_or(0),
             ..Limits::default()
         };
-        let plugins = PluginRuntime::load(limits, None, None).await.unwrap();
+        let dir = std::env::var_os("PLUGINS").map(std::path::PathBuf::from);
+        let plugins = PluginRuntime::load(limits, dir.as_deref(), None)
+            .await
+            .unwrap();
+        if let Some(f) = plugins.failures().first() {
+            panic!("{} failed to load: {}", f.name, f.error);
+        }
         let adapter = plugins.adapter("openai").unwrap().clone();
         let target = Target {
             provider: "bench".into(),
