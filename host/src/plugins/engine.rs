@@ -211,23 +211,35 @@ pub fn compile(
         return Ok(component);
     }
     let Some(path) = cached else {
-        return compile_apart(engine, bytes, None)?.context("compiled, but not kept");
+        return on_own_thread(|| new_component(engine, bytes));
     };
-    match compile_apart(engine, bytes, Some(&path))? {
+    let unstored = on_own_thread(|| {
+        let component = new_component(engine, bytes)?;
+        match store_artifact(&component, &path) {
+            Ok(()) => Ok(None),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "could not cache compiled plugin: {e:#}");
+                Ok(Some(component))
+            }
+        }
+    })?;
+    if let Some(component) = unstored {
+        return Ok(component);
+    }
+    // Run from the file just written, as a later start would: its code is
+    // then mapped from disk and paged in as used, where the freshly compiled
+    // copy would sit whole in anonymous memory.
+    match from_cache(engine, &path) {
         Some(component) => Ok(component),
-        // Run from the file just written, as a later start would: its code is
-        // then mapped from disk and paged in as used, where the freshly
-        // compiled copy would sit whole in anonymous memory.
-        None => match from_cache(engine, &path) {
-            Some(component) => Ok(component),
-            None => Component::new(engine, bytes).map_err(anyhow::Error::from),
-        },
+        None => on_own_thread(|| new_component(engine, bytes)),
     }
 }
 
-/// Compiles on a thread of its own that ends with the compile, and writes
-/// the artifact to `path` when given (then returns `None`; on a failed
-/// write, the component itself).
+fn new_component(engine: &Engine, bytes: &[u8]) -> Result<Component> {
+    Component::new(engine, bytes).map_err(anyhow::Error::from)
+}
+
+/// Runs a compile on a thread of its own that ends with it.
 ///
 /// The compiler takes tens of megabytes of scratch memory, and the
 /// allocator keeps a thread's freed pages with that thread. Compiling on a
@@ -235,20 +247,7 @@ pub fn compile(
 /// its parallel compilation, whose worker threads live on) returns them all.
 /// A first start, which compiles every bundled plugin, idled at 44-52 MB
 /// (21-26 MB from the cache); now at 37-39 MB.
-fn compile_apart(engine: &Engine, bytes: &[u8], path: Option<&Path>) -> Result<Option<Component>> {
-    let work = || -> Result<Option<Component>> {
-        let component = Component::new(engine, bytes).map_err(anyhow::Error::from)?;
-        let Some(path) = path else {
-            return Ok(Some(component));
-        };
-        match store_artifact(&component, path) {
-            Ok(()) => Ok(None),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "could not cache compiled plugin: {e:#}");
-                Ok(Some(component))
-            }
-        }
-    };
+fn on_own_thread<T: Send>(work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|scope| {
         let compiler = std::thread::Builder::new()
             .name("tollgate-compile".into())
