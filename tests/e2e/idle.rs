@@ -15,9 +15,17 @@ const IDLE_BUDGET: Duration = Duration::from_millis(3);
 async fn cpu_over_a_quiet_second(gateway: &Gateway) -> Duration {
     // Past the poll window and the ticker's last tick.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = gateway.cpu_time();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    gateway.cpu_time() - before
+    // The quietest of three seconds: the other tests share the machine, and
+    // a busy machine can stretch one second's housekeeping. A ticker that
+    // never sleeps, or a lane that never stops polling, costs every second.
+    let mut quietest = Duration::MAX;
+    for _ in 0..3 {
+        let before = gateway.cpu_time();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A thread that ended takes its time with it: never below zero.
+        quietest = quietest.min(gateway.cpu_time().saturating_sub(before));
+    }
+    quietest
 }
 
 #[tokio::test]
