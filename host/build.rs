@@ -10,52 +10,92 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (package, artifact stem, name the host knows it by)
-const PLUGINS: &[(&str, &str, &str)] = &[
-    ("tollgate-plugin-openai", "tollgate_plugin_openai", "openai"),
-    (
-        "tollgate-plugin-anthropic",
-        "tollgate_plugin_anthropic",
-        "anthropic",
-    ),
-    ("tollgate-plugin-cohere", "tollgate_plugin_cohere", "cohere"),
-    ("tollgate-plugin-ollama", "tollgate_plugin_ollama", "ollama"),
-    (
-        "tollgate-plugin-talkies",
-        "tollgate_plugin_talkies",
-        "talkies",
-    ),
-    ("tollgate-plugin-sdcpp", "tollgate_plugin_sdcpp", "sdcpp"),
-    (
-        "tollgate-policy-free-first",
-        "tollgate_policy_free_first",
-        "free-first",
-    ),
-    (
-        "tollgate-policy-most-headroom",
-        "tollgate_policy_most_headroom",
-        "most-headroom",
-    ),
-    (
-        "tollgate-fixture-faulty",
-        "tollgate_fixture_faulty",
-        "faulty",
-    ),
-    (
-        "tollgate-fixture-faulty-policy",
-        "tollgate_fixture_faulty_policy",
-        "faulty-policy",
-    ),
-    (
-        "tollgate-fixture-legacy",
-        "tollgate_fixture_legacy",
-        "legacy",
-    ),
-    (
-        "tollgate-fixture-mistyped",
-        "tollgate_fixture_mistyped",
-        "mistyped",
-    ),
+/// One plugin crate to build.
+struct Plugin {
+    package: &'static str,
+    /// The `.wasm` cargo writes, without the extension.
+    stem: &'static str,
+    /// The name the host knows it by.
+    name: &'static str,
+    /// Built with Rust's standard library. The others are `no_std` and turn
+    /// the SDK's `std` feature off; cargo unifies a crate's features within
+    /// one build, so each kind gets a cargo run of its own.
+    std: bool,
+}
+
+const PLUGINS: &[Plugin] = &[
+    Plugin {
+        package: "tollgate-plugin-openai",
+        stem: "tollgate_plugin_openai",
+        name: "openai",
+        std: false,
+    },
+    Plugin {
+        package: "tollgate-plugin-anthropic",
+        stem: "tollgate_plugin_anthropic",
+        name: "anthropic",
+        std: true,
+    },
+    Plugin {
+        package: "tollgate-plugin-cohere",
+        stem: "tollgate_plugin_cohere",
+        name: "cohere",
+        std: true,
+    },
+    Plugin {
+        package: "tollgate-plugin-ollama",
+        stem: "tollgate_plugin_ollama",
+        name: "ollama",
+        std: false,
+    },
+    Plugin {
+        package: "tollgate-plugin-talkies",
+        stem: "tollgate_plugin_talkies",
+        name: "talkies",
+        std: false,
+    },
+    Plugin {
+        package: "tollgate-plugin-sdcpp",
+        stem: "tollgate_plugin_sdcpp",
+        name: "sdcpp",
+        std: false,
+    },
+    Plugin {
+        package: "tollgate-policy-free-first",
+        stem: "tollgate_policy_free_first",
+        name: "free-first",
+        std: false,
+    },
+    Plugin {
+        package: "tollgate-policy-most-headroom",
+        stem: "tollgate_policy_most_headroom",
+        name: "most-headroom",
+        std: false,
+    },
+    Plugin {
+        package: "tollgate-fixture-faulty",
+        stem: "tollgate_fixture_faulty",
+        name: "faulty",
+        std: true,
+    },
+    Plugin {
+        package: "tollgate-fixture-faulty-policy",
+        stem: "tollgate_fixture_faulty_policy",
+        name: "faulty-policy",
+        std: false,
+    },
+    Plugin {
+        package: "tollgate-fixture-legacy",
+        stem: "tollgate_fixture_legacy",
+        name: "legacy",
+        std: true,
+    },
+    Plugin {
+        package: "tollgate-fixture-mistyped",
+        stem: "tollgate_fixture_mistyped",
+        name: "mistyped",
+        std: true,
+    },
 ];
 
 const TARGET: &str = "wasm32-wasip2";
@@ -70,14 +110,16 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let wasm_target_dir = plugin_target_dir(&out_dir);
     ensure_wasm_target();
-    build_plugins(&root, &wasm_target_dir);
+    for std in [false, true] {
+        build_plugins(&root, &wasm_target_dir, std);
+    }
 
     let built = wasm_target_dir.join(TARGET).join("release");
     let bundled = out_dir.join("plugins");
     std::fs::create_dir_all(&bundled).unwrap();
-    for (_, stem, name) in PLUGINS {
-        let from = built.join(format!("{stem}.wasm"));
-        let to = bundled.join(format!("{name}.wasm"));
+    for plugin in PLUGINS {
+        let from = built.join(format!("{}.wasm", plugin.stem));
+        let to = bundled.join(format!("{}.wasm", plugin.name));
         std::fs::copy(&from, &to)
             .unwrap_or_else(|e| panic!("copying {} failed: {e}", from.display()));
     }
@@ -129,14 +171,15 @@ fn ensure_wasm_target() {
     }
 }
 
-fn build_plugins(root: &Path, target_dir: &Path) {
+/// Builds the plugins built with `std` (or the `no_std` ones).
+fn build_plugins(root: &Path, target_dir: &Path, std: bool) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
         .args(["build", "--release", "--target", TARGET, "--target-dir"])
         .arg(target_dir);
-    for (package, _, _) in PLUGINS {
-        cmd.args(["-p", package]);
+    for plugin in PLUGINS.iter().filter(|p| p.std == std) {
+        cmd.args(["-p", plugin.package]);
     }
     // Flags and wrappers meant for the host build must not leak into the
     // plugin build (clippy, `-C target-cpu=native`, …).

@@ -14,9 +14,9 @@
 
 use crate::openai;
 use crate::prelude::*;
+use alloc::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// A local backend's own root: its OpenAI root (`base_url`, ending in `/v1`)
 /// without the `/v1`. Control paths (`/api/ps`, `/sdcpp/v1/load`) are
@@ -263,7 +263,7 @@ pub trait LocalBackend: 'static {
 }
 
 /// The [`Adapter`] of a [`LocalBackend`].
-pub struct Local<B>(std::marker::PhantomData<B>);
+pub struct Local<B>(core::marker::PhantomData<B>);
 
 impl<B: LocalBackend> Adapter for Local<B> {
     type Stream = CompatStream;

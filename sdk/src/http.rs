@@ -1,5 +1,6 @@
 //! Helpers for the HTTP side of an adapter: headers, URLs, failure classification.
 
+use crate::alloc_prelude::*;
 use crate::types::{
     Body, Credential, Failure, FailureKind, Headers, ResponseKind, UpstreamRequest,
     UpstreamResponse,

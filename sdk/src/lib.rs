@@ -28,15 +28,27 @@
 //! ```
 //!
 //! The contract itself, with every type documented, is `wit/tollgate.wit`.
+//!
+//! With the default `std` feature a plugin may use the whole standard
+//! library. Built with `default-features = false` and `#![no_std]`, the SDK
+//! supplies the allocator and the panic handler itself (`no_std.rs`), the
+//! component imports no WASI at all, and the gateway calls it on the serving
+//! thread's own stack: a cheaper instance for every request.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
 
 pub mod compat;
 pub mod http;
+mod no_std;
 pub mod openai;
 pub mod policy;
 pub mod sse;
 
-use std::cell::RefCell;
-use std::marker::PhantomData;
+use alloc_prelude::*;
+use core::cell::RefCell;
+use core::marker::PhantomData;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -54,8 +66,19 @@ pub mod types {
     pub use crate::bindings::tollgate::plugin::types::*;
 }
 
+/// The `alloc` items the standard prelude would bring, so that a `no_std`
+/// plugin reads like any other.
+pub mod alloc_prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::boxed::Box;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec::Vec;
+    pub use alloc::{format, vec};
+}
+
 /// Everything a typical adapter uses.
 pub mod prelude {
+    pub use crate::alloc_prelude::*;
     pub use crate::http::{classify, header, join_url, json_post};
     pub use crate::sse::{SseEvent, SseParser};
     pub use crate::types::*;

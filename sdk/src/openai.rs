@@ -3,6 +3,7 @@
 //! Requests keep every field the client sent (`extra`), so an adapter that only
 //! changes `model` never drops a parameter it does not know about.
 
+use crate::alloc_prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -11,7 +12,7 @@ use serde_json::{Map, Value};
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
     pub stream: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
@@ -159,9 +160,9 @@ pub struct ErrorDetail {
 // without building a `serde_json::Value` tree: unknown fields are carried
 // as raw JSON text and skipped fields are never allocated.
 
+use core::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use std::fmt;
 
 /// A JSON object's fields in the client's order, each value as raw text.
 struct RawFields<'a>(Vec<(String, &'a RawValue)>);
@@ -310,7 +311,9 @@ pub fn content_text(content: &Value) -> String {
     }
 }
 
-/// Seconds since the Unix epoch, for the `created` field.
+/// Seconds since the Unix epoch, for the `created` field. Only with `std`:
+/// without it a plugin has no clock.
+#[cfg(feature = "std")]
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -345,7 +348,9 @@ impl Delta {
 
 impl ChatCompletion {
     /// A one-choice assistant answer. `content` is null when the answer is
-    /// only tool calls, as OpenAI sends it.
+    /// only tool calls, as OpenAI sends it. Stamped with the current time, so
+    /// only with `std`.
+    #[cfg(feature = "std")]
     pub fn assistant(
         id: String,
         model: String,
@@ -444,6 +449,8 @@ pub struct ChunkWriter {
 
 impl ChunkWriter {
     /// `wants_usage`: the client set `stream_options.include_usage`.
+    /// Stamped with the current time, so only with `std`.
+    #[cfg(feature = "std")]
     pub fn new(model: &str, wants_usage: bool) -> Self {
         ChunkWriter {
             id: String::new(),

@@ -17,7 +17,8 @@
 //! export_policy!(Reverse);
 //! ```
 
-use std::marker::PhantomData;
+use crate::alloc_prelude::*;
+use core::marker::PhantomData;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -40,6 +41,7 @@ pub mod types {
 pub mod prelude {
     pub use super::types::*;
     pub use super::{Policy, headroom_fraction, policy_info, tier_rank};
+    pub use crate::alloc_prelude::*;
     pub use crate::export_policy;
 }
 

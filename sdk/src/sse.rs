@@ -5,6 +5,8 @@
 //! yields whole events only, per the WHATWG event-stream rules that matter for
 //! LLM APIs (`event:`, `data:` joined by newlines, comments ignored, CRLF or LF).
 
+use crate::alloc_prelude::*;
+
 /// One complete event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SseEvent {
@@ -51,7 +53,7 @@ impl SseParser {
     /// The stream ended: returns the last event if it lacked its blank line.
     pub fn finish(&mut self) -> Option<SseEvent> {
         if !self.buffer.is_empty() {
-            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.buffer)).into_owned();
+            let rest = String::from_utf8_lossy(&core::mem::take(&mut self.buffer)).into_owned();
             if let Some(event) = self.take_line(rest.trim_end_matches('\r')) {
                 return Some(event);
             }
@@ -85,7 +87,7 @@ impl SseParser {
     }
 
     fn dispatch(&mut self) -> Option<SseEvent> {
-        let event = std::mem::take(&mut self.event);
+        let event = core::mem::take(&mut self.event);
         self.data.take().map(|data| SseEvent { event, data })
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod bindings;
 pub(crate) mod bundled;
+mod calls;
 pub mod engine;
 mod exports;
 mod policy;
@@ -29,6 +30,7 @@ mod spares;
 use crate::ledger::clock::{Clock, SystemClock};
 use anyhow::{Context, Result};
 use bindings::PluginInfo;
+use calls::Calls;
 use exports::{AdapterExports, PolicyExports};
 use sandbox::Sandbox;
 pub use session::{Session, StreamSession};
@@ -76,6 +78,8 @@ pub struct LoadedPlugin {
     pub kind: Kind,
     /// The component, linked: what each instance is made from.
     pre: InstancePre<Sandbox>,
+    /// Whether its calls need a fiber (see `calls`).
+    calls: Calls,
     /// Instances made ahead of need (see `spares`).
     spares: Spares,
 }
@@ -345,7 +349,8 @@ impl PluginHost {
             .map_err(anyhow::Error::from)
             .context("the component's imports do not match what the host provides")?;
         let name: Arc<str> = Arc::from(name);
-        let (kind, info) = self.smoke_test(&name, &pre).await?;
+        let calls = Calls::of(&component);
+        let (kind, info) = self.smoke_test(&name, &pre, calls).await?;
         Ok(Arc::new(LoadedPlugin {
             name,
             source,
@@ -355,6 +360,7 @@ impl PluginHost {
             info,
             kind,
             pre,
+            calls,
             spares: Spares::new(self.limits.spare_instances),
         }))
     }
@@ -365,6 +371,7 @@ impl PluginHost {
         &self,
         name: &Arc<str>,
         pre: &InstancePre<Sandbox>,
+        calls: Calls,
     ) -> Result<(Kind, PluginInfo)> {
         let adapter = exports::offers(pre.component(), exports::ADAPTER);
         if !adapter && !exports::offers(pre.component(), exports::POLICY) {
@@ -377,7 +384,7 @@ impl PluginHost {
             mut store,
             instance,
             slot: _slot,
-        } = self.fresh(name, pre, slot).await?;
+        } = self.fresh(name, pre, calls, slot).await?;
         let (kind, info) = if adapter {
             let exports = AdapterExports::checked(&mut store, &instance)?;
             let info = exports.info(&mut store, &instance)?;
@@ -387,8 +394,8 @@ impl PluginHost {
             let info = exports.info(&mut store, &instance)?;
             (Kind::Policy(exports), info)
         };
-        let info = info
-            .call_async(&mut store, ())
+        let info = calls
+            .call(info, &mut store, ())
             .await
             .map(|(info,)| info)
             .map_err(|e| PluginError::from_trap(name, e, store.data().last_words()))
@@ -429,11 +436,12 @@ impl PluginHost {
         &self,
         name: &Arc<str>,
         pre: &InstancePre<Sandbox>,
+        calls: Calls,
         slot: OwnedSemaphorePermit,
     ) -> Result<Ready, PluginError> {
         let mut store = self.store(name);
-        let instance = pre
-            .instantiate_async(&mut store)
+        let instance = calls
+            .instantiate(pre, &mut store)
             .await
             .map_err(|e| PluginError::instantiate(name, e))?;
         Ok(Ready {
@@ -453,7 +461,8 @@ impl PluginHost {
             Some(ready) => Ok(ready),
             None => {
                 let slot = self.slot().await;
-                self.fresh(&plugin.name, &plugin.pre, slot).await
+                self.fresh(&plugin.name, &plugin.pre, plugin.calls, slot)
+                    .await
             }
         }
     }

@@ -21,7 +21,10 @@ impl PluginRuntime {
         self.host
             .call_policy(policy, async |exports, store, instance| {
                 let order = exports.order(store, instance)?;
-                let (order,) = order.call_async(store, (request, candidates)).await?;
+                let (order,) = policy
+                    .calls
+                    .call(order, store, (request, candidates))
+                    .await?;
                 Ok(order)
             })
             .await
@@ -38,8 +41,9 @@ impl PluginRuntime {
         self.host
             .call_policy(policy, async |exports, store, instance| {
                 let after = exports.after_failure(store, instance)?;
-                let (next,) = after
-                    .call_async(store, (request, failed, attempts_left))
+                let (next,) = policy
+                    .calls
+                    .call(after, store, (request, failed, attempts_left))
                     .await?;
                 Ok(next)
             })
@@ -71,5 +75,80 @@ impl super::PluginHost {
                 store.data().last_words(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::calls::Calls;
+    use super::super::engine::Limits;
+    use super::*;
+    use crate::plugins::bindings::Mode;
+    use crate::plugins::bindings::policy::Tier;
+
+    /// The fixture plugins (built by `build.rs`) in a plugins folder.
+    async fn fixtures(names: &[&str]) -> (tempfile::TempDir, PluginRuntime) {
+        let dir = tempfile::tempdir().unwrap();
+        let built = std::path::Path::new(env!("TOLLGATE_FIXTURE_PLUGINS"));
+        for name in names {
+            let file = format!("{name}.wasm");
+            std::fs::copy(built.join(&file), dir.path().join(&file)).unwrap();
+        }
+        let plugins = PluginRuntime::load(Limits::default(), Some(dir.path()), None)
+            .await
+            .unwrap();
+        assert!(plugins.failures().is_empty(), "{:?}", plugins.failures());
+        (dir, plugins)
+    }
+
+    fn shape(alias: &str) -> RequestShape {
+        RequestShape {
+            mode: Mode::Chat,
+            alias: alias.into(),
+            estimated_tokens: 10,
+            stream: false,
+        }
+    }
+
+    fn candidate(alias: &str) -> Candidate {
+        Candidate {
+            alias: alias.into(),
+            provider: "p".into(),
+            tier: Tier::Free,
+            local: false,
+            headroom: Vec::new(),
+            cooldown_ms: 0,
+            error_rate: 0.0,
+            latency_ms: 0,
+            gpu: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_no_std_plugin_is_called_directly_and_its_panic_message_is_reported() {
+        let (_dir, plugins) = fixtures(&["faulty-policy", "faulty"]).await;
+        let policy = plugins.policy("faulty-policy").unwrap().clone();
+        // Built without std, it imports no WASI; the std fixture does.
+        assert_eq!(policy.calls, Calls::Direct);
+        assert_eq!(plugins.adapter("faulty").unwrap().calls, Calls::OnFiber);
+
+        let candidates = [candidate("a"), candidate("b")];
+        let order = plugins.order(&policy, &shape("plain"), &candidates).await;
+        assert_eq!(order.unwrap(), [1, 0], "it reverses the chain");
+
+        let error = plugins
+            .order(&policy, &shape("trap"), &candidates)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("trapped"), "{error}");
+        assert!(error.contains("faulty policy: deliberate trap"), "{error}");
+
+        // A direct call still has a CPU deadline.
+        let error = plugins
+            .order(&policy, &shape("spin"), &candidates)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, PluginError::Deadline { .. }), "{error}");
     }
 }

@@ -3,6 +3,9 @@
 //! WASI is linked only because Rust's standard library imports it; the context
 //! grants no files, no environment, no arguments and no sockets. Its stderr is
 //! captured in a small buffer so a panic message can be reported with the trap.
+//! A plugin built without `std` has no stderr: the SDK's panic handler sends
+//! the same message through `host.log` at `error` level, and the last such
+//! line is kept for the same purpose.
 //! The context is built on the plugin's first WASI call (a panic message,
 //! mostly): most instances never make one, and building a context seeds two
 //! random generators, about a microsecond per instance (`just bench-plugin`).
@@ -24,6 +27,9 @@ pub struct Sandbox {
     wasi: Option<(WasiCtx, MemoryOutputPipe)>,
     table: ResourceTable,
     pub(super) limits: StoreLimits,
+    /// The last message the plugin logged at `error` level, cut to
+    /// [`STDERR_CAPACITY`].
+    last_error: Option<String>,
 }
 
 impl Sandbox {
@@ -37,6 +43,7 @@ impl Sandbox {
             wasi: None,
             table: ResourceTable::new(),
             limits,
+            last_error: None,
         }
     }
 
@@ -55,8 +62,12 @@ impl Sandbox {
     /// What the plugin said before it died: its panic message when it
     /// panicked (the line after `panicked at …`), else its last line.
     pub fn last_words(&self) -> Option<String> {
-        let bytes = self.wasi.as_ref()?.1.contents();
-        let text = String::from_utf8_lossy(&bytes);
+        let stderr = self.wasi.as_ref().map(|(_, pipe)| pipe.contents());
+        let text = match (&stderr, &self.last_error) {
+            (Some(bytes), _) if !bytes.is_empty() => String::from_utf8_lossy(bytes),
+            (_, Some(logged)) => logged.as_str().into(),
+            _ => return None,
+        };
         let lines: Vec<&str> = text
             .lines()
             .map(str::trim)
@@ -90,9 +101,24 @@ impl host::Host for Sandbox {
             host::LogLevel::Debug => tracing::debug!(plugin, "{message}"),
             host::LogLevel::Info => tracing::info!(plugin, "{message}"),
             host::LogLevel::Warn => tracing::warn!(plugin, "{message}"),
-            host::LogLevel::Error => tracing::error!(plugin, "{message}"),
+            host::LogLevel::Error => {
+                tracing::error!(plugin, "{message}");
+                self.last_error = Some(cut(message, STDERR_CAPACITY));
+            }
         }
     }
+}
+
+/// `text` cut to at most `limit` bytes, on a character boundary.
+fn cut(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 #[cfg(test)]
@@ -108,5 +134,27 @@ mod tests {
         assert!(sandbox.wasi.is_some());
         // Nothing was written to stderr yet.
         assert_eq!(sandbox.last_words(), None);
+    }
+
+    #[test]
+    fn a_panic_logged_without_std_is_the_last_words() {
+        use host::Host as _;
+        let mut sandbox = Sandbox::new(Arc::from("p"), 1 << 20);
+        sandbox.log(host::LogLevel::Warn, "not an error".into());
+        assert_eq!(sandbox.last_words(), None);
+        sandbox.log(
+            host::LogLevel::Error,
+            "panicked at src/lib.rs:3:9:\nno model".into(),
+        );
+        assert_eq!(sandbox.last_words().as_deref(), Some("no model"));
+        // What the plugin wrote to stderr, when it did, comes first.
+        let _ = sandbox.ctx();
+        assert_eq!(sandbox.last_words().as_deref(), Some("no model"));
+    }
+
+    #[test]
+    fn a_long_error_is_cut_on_a_character_boundary() {
+        let text = cut("é".repeat(STDERR_CAPACITY), STDERR_CAPACITY + 1);
+        assert_eq!(text.len(), STDERR_CAPACITY);
     }
 }

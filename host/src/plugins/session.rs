@@ -60,7 +60,7 @@ impl Session {
         };
         self.store.set_epoch_deadline(self.deadline_ticks);
         let result = match lookup(exports, &mut self.store, &self.instance) {
-            Ok(func) => func.call_async(&mut self.store, params).await,
+            Ok(func) => self.adapter.calls.call(func, &mut self.store, params).await,
             Err(e) => Err(e),
         };
         result.map(|(value,)| value).map_err(|e| self.fault(e))

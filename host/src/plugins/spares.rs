@@ -86,7 +86,10 @@ pub(super) fn refill(host: &Arc<PluginHost>, plugin: &Arc<LoadedPlugin>) {
             let Some(slot) = host.try_slot() else {
                 break;
             };
-            match host.fresh(&plugin.name, &plugin.pre, slot).await {
+            match host
+                .fresh(&plugin.name, &plugin.pre, plugin.calls, slot)
+                .await
+            {
                 Ok(ready) => spares.lock().push(ready),
                 Err(e) => {
                     tracing::warn!(plugin = %plugin.name, "could not make a spare instance: {e}");

@@ -5,6 +5,8 @@
 //! ledger skips them without a network call and says why, so a client whose
 //! request fails learns which limit stopped each one.
 
+#![cfg_attr(not(test), no_std)]
+
 use tollgate_sdk::policy::prelude::*;
 
 struct FreeFirst;

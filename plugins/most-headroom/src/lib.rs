@@ -3,6 +3,8 @@
 //! tightest limit has the largest share remaining goes first; a candidate
 //! without limits counts as untouched. Ties keep the chain's order.
 
+#![cfg_attr(not(test), no_std)]
+
 use tollgate_sdk::policy::prelude::*;
 
 struct MostHeadroom;

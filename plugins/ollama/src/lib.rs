@@ -8,6 +8,8 @@
 //! Tollgate are unloaded too, since they hold the same memory. Ollama loads a
 //! model by itself on its first request: loading needs no call.
 
+#![cfg_attr(not(test), no_std)]
+
 use serde::Deserialize;
 use tollgate_sdk::compat::{Local, LocalBackend, backend_root, control_call, expect_success};
 use tollgate_sdk::prelude::*;

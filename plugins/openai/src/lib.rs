@@ -4,4 +4,6 @@
 //! local-backend adapters (`ollama`, `talkies`, `sdcpp`) reuse it and add
 //! their control calls.
 
+#![cfg_attr(not(test), no_std)]
+
 tollgate_sdk::export_adapter!(tollgate_sdk::compat::OpenAiCompatible);

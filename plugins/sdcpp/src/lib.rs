@@ -5,6 +5,8 @@
 //! one job at a time: its fragment sets `concurrency: 1`, so the gateway
 //! never sends it a second job (which it would answer with 503).
 
+#![cfg_attr(not(test), no_std)]
+
 use tollgate_sdk::compat::{Local, LocalBackend, backend_root, control_call, expect_success};
 use tollgate_sdk::prelude::*;
 

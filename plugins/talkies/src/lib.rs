@@ -3,6 +3,8 @@
 //! model with `DELETE /api/ps/{model}`. talkies loads a model by itself on
 //! its first request: loading needs no call.
 
+#![cfg_attr(not(test), no_std)]
+
 use tollgate_sdk::compat::{Local, LocalBackend, backend_root, control_call, expect_success};
 use tollgate_sdk::prelude::*;
 
