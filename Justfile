@@ -34,6 +34,12 @@ bench:
 bench-plugin:
     cargo bench -p tollgate --bench plugin
 
+# This build (A) against another at concurrency 32, in alternating 2 s runs:
+# BENCH_PAIR_TOLLGATE=path/to/other/tollgate, and/or BENCH_PAIR_PLUGINS=dir
+# for B's plugins folder (one build, two versions of a plugin).
+bench-pair ROUNDS="20":
+    cargo bench -p tollgate --bench proxy -- --pair {{ROUNDS}}
+
 # Ten minutes of load at concurrency 32, printing Tollgate's RSS as it goes.
 soak SECS="600":
     cargo bench -p tollgate --bench proxy -- --soak {{SECS}}

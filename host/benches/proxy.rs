@@ -9,7 +9,8 @@
 //! memory is its own. Everything shares the machine's cores, as it would.
 //!
 //! `cargo bench -p tollgate --bench proxy` (or `just bench`) prints the
-//! README's table; `-- --soak SECS` runs the soak instead. `BENCH_CPUS=0`
+//! README's table; `-- --soak SECS` runs the soak instead, and `-- --pair
+//! ROUNDS` two gateways against each other (see `pair_run`). `BENCH_CPUS=0`
 //! runs every process on one core (see `pin_from_env`); `BENCH_AWAKE=1`
 //! keeps the cores from idling (see `Awake`).
 
@@ -385,8 +386,32 @@ fn role(name: &str, upstream: Option<SocketAddr>) -> Process {
     start(command, "listening ")
 }
 
-fn tollgate(upstream: SocketAddr, dir: &std::path::Path) -> Process {
+/// The build `BENCH_TOLLGATE` names (an earlier commit's, say: runs of
+/// both, taken in turn, make a before-and-after), else this one's.
+fn tollgate_binary() -> std::ffi::OsString {
+    std::env::var_os("BENCH_TOLLGATE").unwrap_or_else(|| env!("CARGO_BIN_EXE_tollgate").into())
+}
+
+/// Starts `binary` in `dir` in front of `upstream`, with the `.wasm` files of
+/// `plugins` (when given) in its plugins folder.
+fn tollgate(
+    upstream: SocketAddr,
+    dir: &std::path::Path,
+    binary: &std::ffi::OsStr,
+    plugins: Option<&std::path::Path>,
+) -> Process {
     std::fs::create_dir_all(dir.join("providers")).unwrap();
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    for entry in plugins
+        .map(|p| std::fs::read_dir(p).unwrap())
+        .into_iter()
+        .flatten()
+    {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            std::fs::copy(&path, dir.join("plugins").join(path.file_name().unwrap())).unwrap();
+        }
+    }
     std::fs::write(
         dir.join("providers/bench.yaml"),
         format!(
@@ -394,10 +419,6 @@ fn tollgate(upstream: SocketAddr, dir: &std::path::Path) -> Process {
         ),
     )
     .unwrap();
-    // BENCH_TOLLGATE points the bench at another build (an earlier
-    // commit's, say): runs of both, taken in turn, make a before-and-after.
-    let binary =
-        std::env::var_os("BENCH_TOLLGATE").unwrap_or_else(|| env!("CARGO_BIN_EXE_tollgate").into());
     let mut command = Command::new(binary);
     command
         .current_dir(dir)
@@ -638,11 +659,7 @@ fn main() {
     let pinned = pin_from_env();
     let awake = Awake::from_env();
     let args: Vec<String> = std::env::args().collect();
-    let soak = args.iter().position(|a| a == "--soak").map(|i| {
-        args.get(i + 1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(600u64)
-    });
+    let soak = flag_value(&args, "--soak").map(|secs| secs.unwrap_or(600));
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -662,7 +679,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mock = role("mock", None);
     let bare = role("proxy", Some(mock.addr));
-    let gateway = tollgate(mock.addr, dir.path());
+    if let Some(rounds) = flag_value(&args, "--pair") {
+        return runtime.block_on(pair_run(&mock, &bare, rounds.unwrap_or(20)));
+    }
+    let gateway = tollgate(mock.addr, dir.path(), &tollgate_binary(), None);
     std::thread::sleep(Duration::from_millis(300));
     let idle_rss = gateway.rss_kb("VmRSS:");
     if let Some(secs) = soak {
@@ -803,6 +823,93 @@ fn report(rows: &[Row], idle_rss: u64, (streams, streams_rss): (usize, u64), set
         .map(|r| r.c1.errors + r.c32.errors + r.rate.errors + r.ttfb.errors)
         .sum();
     println!("errors: {errors}");
+}
+
+/// `Some` when `flag` is given, with the number after it if there is one.
+fn flag_value(args: &[String], flag: &str) -> Option<Option<u64>> {
+    let i = args.iter().position(|a| a == flag)?;
+    Some(args.get(i + 1).and_then(|s| s.parse().ok()))
+}
+
+/// Two gateways side by side, A and B, at concurrency 32 for `rounds`
+/// rounds of 2 s each on A, on B (in turns that swap the order each round)
+/// and on the bare proxy, and the median of B/A. A is this build (or
+/// `BENCH_TOLLGATE`); B is `BENCH_PAIR_TOLLGATE` (default: A's binary) with
+/// the plugins of `BENCH_PAIR_PLUGINS` (default: none), so it compares two
+/// builds, or one build with two versions of a plugin. On a VM whose speed
+/// drifts by a tenth within a minute, short alternating runs of both are
+/// what can see a difference of a few percent.
+async fn pair_run(mock: &Process, bare: &Process, rounds: u64) {
+    let a_binary = tollgate_binary();
+    // Each gateway runs in a folder of its own: relative paths would not hold.
+    let absolute = |path: std::ffi::OsString| {
+        std::fs::canonicalize(&path).unwrap_or_else(|e| panic!("{}: {e}", path.to_string_lossy()))
+    };
+    let b_binary = std::env::var_os("BENCH_PAIR_TOLLGATE")
+        .map(|p| absolute(p).into_os_string())
+        .unwrap_or_else(|| a_binary.clone());
+    let b_plugins = std::env::var_os("BENCH_PAIR_PLUGINS").map(absolute);
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = tollgate(mock.addr, a_dir.path(), &a_binary, None);
+    let b = tollgate(mock.addr, b_dir.path(), &b_binary, b_plugins.as_deref());
+    let url = |p: &Process| format!("http://{}/v1/chat/completions", p.addr);
+    let (a_url, b_url, bare_url) = (url(&a), url(&b), url(bare));
+    println!(
+        "A: {}\nB: {}{}",
+        a_binary.to_string_lossy(),
+        b_binary.to_string_lossy(),
+        b_plugins.map_or(String::new(), |p| format!(
+            " with the plugins of {}",
+            p.display()
+        ))
+    );
+    let slice = Duration::from_secs(2);
+    for target in [&a_url, &b_url, &bare_url] {
+        closed_loop(target, 32, Duration::from_secs(1)).await; // warm-up
+    }
+    let mut ratios = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [&a_url, &b_url]
+        } else {
+            [&b_url, &a_url]
+        };
+        let first = closed_loop(order[0], 32, slice).await.rps();
+        let second = closed_loop(order[1], 32, slice).await.rps();
+        let (a_rps, b_rps) = if round % 2 == 0 {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let bare_rps = closed_loop(&bare_url, 32, slice).await.rps();
+        println!(
+            "round {:>2}: A {a_rps:>6.0}  B {b_rps:>6.0}  bare {bare_rps:>6.0} requests/s   B/A {:.3}",
+            round + 1,
+            b_rps / a_rps
+        );
+        ratios.0.push(b_rps / a_rps);
+        ratios.1.push(a_rps / bare_rps);
+        ratios.2.push(b_rps / bare_rps);
+    }
+    println!(
+        "median of {rounds} rounds: B/A {:.3}; A {:.2}× and B {:.2}× the bare proxy",
+        median(&mut ratios.0),
+        median(&mut ratios.1),
+        median(&mut ratios.2)
+    );
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
 }
 
 /// Load at concurrency 32 for `secs`, printing Tollgate's RSS every 10 s.

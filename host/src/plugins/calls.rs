@@ -10,9 +10,9 @@
 //! interface, whose one function never waits, so it is called directly: no
 //! fiber to enter and leave, and the plugin's frames land on the serving
 //! thread's stack, which is warm in the cache, instead of one of a thousand
-//! pooled stacks. At concurrency 32 the `no_std` OpenAI adapter, called
-//! directly, served a median 5.5% more requests than its `std` build on
-//! fibers, in the same gateway (20 interleaved pairs of 2 s runs).
+//! pooled stacks. At concurrency 32 this build served 1.6–9.8% more
+//! requests than the one before it (`just bench-pair`, three runs), and
+//! with 1,000 streams open it holds 4–5 MB less.
 //!
 //! Either way a call's CPU deadline traps it (epoch interruption never
 //! yields here), so a direct call holds its thread no longer than a fiber
