@@ -38,7 +38,7 @@ static HEAP: heap::Heap = heap::Heap::new();
 #[cfg(all(not(feature = "std"), target_family = "wasm"))]
 mod heap {
     use core::alloc::{GlobalAlloc, Layout};
-    use core::cell::UnsafeCell;
+    use core::cell::{Cell, UnsafeCell};
     use core::ptr;
 
     /// Enough for the buffers of a request of a few hundred KiB; larger ones
@@ -56,15 +56,13 @@ mod heap {
 
     /// Where `dlmalloc` gets its segments: the arena once, then new pages.
     struct Segments {
-        arena_taken: UnsafeCell<bool>,
+        arena_taken: Cell<bool>,
     }
 
     unsafe impl dlmalloc::Allocator for Segments {
         fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
-            // SAFETY: single-threaded; nothing else touches the flag.
-            let taken = unsafe { &mut *self.arena_taken.get() };
-            if !*taken && size <= ARENA_BYTES {
-                *taken = true;
+            if !self.arena_taken.get() && size <= ARENA_BYTES {
+                self.arena_taken.set(true);
                 return (ARENA.0.get().cast(), ARENA_BYTES, 0);
             }
             let pages = size.div_ceil(PAGE_BYTES);
@@ -109,7 +107,7 @@ mod heap {
         pub const fn new() -> Heap {
             Heap(UnsafeCell::new(dlmalloc::Dlmalloc::new_with_allocator(
                 Segments {
-                    arena_taken: UnsafeCell::new(false),
+                    arena_taken: Cell::new(false),
                 },
             )))
         }
@@ -217,11 +215,7 @@ impl Message {
 
 impl Write for Message {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let room = MESSAGE_CAPACITY - self.len;
-        let mut take = s.len().min(room);
-        while !s.is_char_boundary(take) {
-            take -= 1;
-        }
+        let take = s.floor_char_boundary(MESSAGE_CAPACITY - self.len);
         self.bytes[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
         self.len += take;
         Ok(())

@@ -111,13 +111,7 @@ impl host::Host for Sandbox {
 
 /// `text` cut to at most `limit` bytes, on a character boundary.
 fn cut(mut text: String, limit: usize) -> String {
-    if text.len() > limit {
-        let mut end = limit;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
+    text.truncate(text.floor_char_boundary(limit));
     text
 }
 
