@@ -189,12 +189,12 @@ async fn serve_lane(mut dealt: mpsc::UnboundedReceiver<StdTcpStream>, state: Arc
 
 /// Routes one request and writes its access-log line.
 async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
-    crate::lanes::busy();
+    let in_flight = crate::lanes::request();
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = route(state, request, &method, &path).await;
-    crate::lanes::busy();
+    drop(in_flight);
     if path != "/health" {
         let header = |name: &str| {
             response
