@@ -389,7 +389,15 @@ fn role(name: &str, upstream: Option<SocketAddr>) -> Process {
 /// The build `BENCH_TOLLGATE` names (an earlier commit's, say: runs of
 /// both, taken in turn, make a before-and-after), else this one's.
 fn tollgate_binary() -> std::ffi::OsString {
-    std::env::var_os("BENCH_TOLLGATE").unwrap_or_else(|| env!("CARGO_BIN_EXE_tollgate").into())
+    std::env::var_os("BENCH_TOLLGATE")
+        .map(|p| absolute(p).into_os_string())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_tollgate").into())
+}
+
+/// `path` made absolute: each gateway runs in a folder of its own, where a
+/// path relative to the bench's would not hold.
+fn absolute(path: std::ffi::OsString) -> std::path::PathBuf {
+    std::fs::canonicalize(&path).unwrap_or_else(|e| panic!("{}: {e}", path.to_string_lossy()))
 }
 
 /// Starts `binary` in `dir` in front of `upstream`, with the `.wasm` files of
@@ -841,10 +849,6 @@ fn flag_value(args: &[String], flag: &str) -> Option<Option<u64>> {
 /// what can see a difference of a few percent.
 async fn pair_run(mock: &Process, bare: &Process, rounds: u64) {
     let a_binary = tollgate_binary();
-    // Each gateway runs in a folder of its own: relative paths would not hold.
-    let absolute = |path: std::ffi::OsString| {
-        std::fs::canonicalize(&path).unwrap_or_else(|e| panic!("{}: {e}", path.to_string_lossy()))
-    };
     let b_binary = std::env::var_os("BENCH_PAIR_TOLLGATE")
         .map(|p| absolute(p).into_os_string())
         .unwrap_or_else(|| a_binary.clone());
