@@ -37,6 +37,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub code: &'static str,
     pub message: String,
+    /// The request field at fault (`messages[0].content`), as OpenAI names it.
+    pub param: Option<String>,
 }
 
 impl ApiError {
@@ -51,7 +53,14 @@ impl ApiError {
             kind,
             code,
             message: message.into(),
+            param: None,
         }
+    }
+
+    /// Names the request field at fault.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -111,7 +120,7 @@ impl ApiError {
     }
 
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"message": self.message, "type": self.kind, "code": self.code}})
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
     }
 
     pub fn into_response(self) -> Response<Body> {

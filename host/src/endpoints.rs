@@ -11,12 +11,13 @@ use crate::ledger::estimate::{Estimate, Messages, TextSize};
 use crate::plugins::bindings::{ClientRequest, Mode};
 use crate::router::{Gateway, Inbound};
 use crate::uploads;
+use crate::validate::{ChatMessages, EmbeddingInput, Object, Objects, Stop, Text, ToolChoice};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde::Deserialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 
 /// Largest JSON request body accepted (chat requests may carry inline images).
 pub const MAX_REQUEST_BODY: usize = 32 << 20;
@@ -39,18 +40,24 @@ trait Envelope: DeserializeOwned {
     }
 }
 
-/// `POST /v1/chat/completions`. The messages and tools are sized as they are
-/// parsed, for the ledger's token estimate.
+/// `POST /v1/chat/completions`. The messages and tools are checked and sized
+/// as they are parsed ([`crate::validate`]); the other fields OpenAI defines
+/// are read only to check their types.
 #[derive(Deserialize)]
+#[allow(dead_code)] // Fields read only for their types.
 struct Chat {
     model: String,
     #[serde(default)]
     stream: Option<bool>,
-    messages: Messages,
+    messages: ChatMessages,
     #[serde(default)]
-    tools: Option<TextSize>,
+    tools: Option<Objects>,
     #[serde(default)]
-    response_format: Option<IgnoredAny>,
+    tool_choice: Option<ToolChoice>,
+    #[serde(default)]
+    response_format: Option<Object>,
+    #[serde(default)]
+    stream_options: Option<Object>,
     #[serde(default)]
     max_tokens: Option<u64>,
     #[serde(default)]
@@ -58,6 +65,28 @@ struct Chat {
     /// Choices to generate; each spends its own completion tokens.
     #[serde(default)]
     n: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(default)]
+    top_logprobs: Option<u64>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    logit_bias: Option<Object>,
+    #[serde(default)]
+    user: Option<Text>,
 }
 
 impl Envelope for Chat {
@@ -72,9 +101,19 @@ impl Envelope for Chat {
         let choices = self.n.unwrap_or(1).max(1);
         Estimate::new(
             self.messages.0,
-            self.tools,
+            self.tools.map(|t| t.0),
             cap.map(|c| c.saturating_mul(choices)),
         )
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.messages.0.items == 0 {
+            return Err("`messages` must list at least one message".into());
+        }
+        if self.n == Some(0) {
+            return Err("`n` must be at least 1".into());
+        }
+        Ok(())
     }
 
     fn stream(&self) -> bool {
@@ -83,7 +122,7 @@ impl Envelope for Chat {
 
     fn features(&self) -> Vec<Feature> {
         let mut features = Vec::new();
-        if self.tools.is_some_and(|t| t.items > 0) {
+        if self.tools.is_some_and(|t| t.1 > 0) {
             features.push(Feature::Tools);
         }
         if self.response_format.is_some() {
@@ -96,11 +135,16 @@ impl Envelope for Chat {
 /// `POST /v1/embeddings`: `input` is a string, or an array of strings or of
 /// token ids.
 #[derive(Deserialize)]
+#[allow(dead_code)] // Fields read only for their types.
 struct Embeddings {
     model: String,
-    input: TextSize,
+    input: EmbeddingInput,
     #[serde(default)]
     encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<u64>,
+    #[serde(default)]
+    user: Option<Text>,
 }
 
 impl Envelope for Embeddings {
@@ -111,11 +155,11 @@ impl Envelope for Embeddings {
     }
 
     fn estimate(&self) -> Estimate {
-        Estimate::new(self.input, None, Some(0))
+        Estimate::new(self.input.0, None, Some(0))
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.input.bytes == 0 && self.input.items == 0 {
+        if self.input.0.bytes == 0 && self.input.0.items == 0 {
             return Err("`input` must be a non-empty string or array".into());
         }
         match self.encoding_format.as_deref() {
@@ -136,6 +180,9 @@ struct Rerank {
     documents: Messages,
     #[serde(default)]
     top_n: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)] // Read only for its type.
+    return_documents: Option<bool>,
 }
 
 impl Envelope for Rerank {
@@ -166,9 +213,16 @@ impl Envelope for Rerank {
 
 /// `POST /v1/audio/speech`: text in, audio out.
 #[derive(Deserialize)]
+#[allow(dead_code)] // Fields read only for their types.
 struct Speech {
     model: String,
     input: String,
+    #[serde(default)]
+    response_format: Option<Text>,
+    #[serde(default)]
+    speed: Option<f64>,
+    #[serde(default)]
+    instructions: Option<Text>,
 }
 
 impl Envelope for Speech {
@@ -200,6 +254,12 @@ struct Images {
     n: Option<u64>,
     #[serde(default)]
     response_format: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)] // Read only for its type.
+    size: Option<Text>,
+    #[serde(default)]
+    #[allow(dead_code)] // Read only for its type.
+    quality: Option<Text>,
 }
 
 impl Envelope for Images {
@@ -303,7 +363,8 @@ async fn json_endpoint<E: Envelope>(
 /// Reads and checks the body, keeping its text for the adapter.
 async fn parse<E: Envelope>(request: Request<Incoming>) -> Result<(String, Inbound), ApiError> {
     let body = read_body(request).await?;
-    let envelope: E = serde_json::from_slice(&body).map_err(body_error)?;
+    let envelope: E =
+        serde_json::from_slice(&body).map_err(|e| crate::validate::field_error::<E>(&body, e))?;
     envelope.check().map_err(ApiError::bad_request)?;
     // serde_json accepted it, so it is valid UTF-8.
     let text = String::from_utf8(body.to_vec()).unwrap_or_default();
@@ -336,16 +397,6 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
     }
 }
 
-fn body_error(e: serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-        }
-        Category::Data => ApiError::bad_request(format!("invalid request body: {e}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,11 +407,11 @@ mod tests {
 
     #[test]
     fn tools_and_response_format_are_noticed() {
-        let plain = r#"{"model":"m","messages":[]}"#;
+        let plain = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
         assert!(features(plain).is_empty());
-        let empty_tools = r#"{"model":"m","messages":[],"tools":[],"response_format":null}"#;
+        let empty_tools = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[],"response_format":null}"#;
         assert!(features(empty_tools).is_empty());
-        let both = r#"{"model":"m","messages":[],"tools":[{"type":"function","function":{"name":"f"}}],"response_format":{"type":"json_object"}}"#;
+        let both = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"response_format":{"type":"json_object"}}"#;
         assert_eq!(
             features(both),
             vec![Feature::Tools, Feature::ResponseFormat]

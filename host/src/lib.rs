@@ -25,4 +25,5 @@ pub mod router;
 pub mod server;
 pub mod uploads;
 pub mod upstream;
+pub mod validate;
 mod voices;

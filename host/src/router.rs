@@ -42,6 +42,9 @@ pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
 pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
 /// Response header listing candidates skipped for quota (`alias:window`).
 pub const SKIPPED_HEADER: &str = "x-tollgate-skipped";
+/// Times one attempt goes back to wait for a job slot after its local
+/// backend answered busy.
+const BUSY_RETRIES: u32 = 3;
 
 /// Everything a request needs, shared by all requests.
 pub struct Gateway {
@@ -280,24 +283,13 @@ impl Gateway {
             let Some(plan) = self.plans.get(&model.alias) else {
                 continue;
             };
-            let mut hold = match self.prepare(model, plan, inbound).await {
-                Ok(hold) => hold,
+            let (result, status) = match self.try_candidate(model, plan, inbound).await {
+                Ok(tried) => tried,
                 Err(note) => {
                     notes.push(note);
                     continue;
                 }
             };
-            let started = std::time::Instant::now();
-            let result = self.attempt(model, inbound, &mut hold).await;
-            if hold.sent || result.is_ok() {
-                let latency = started.elapsed().as_secs_f64() * 1000.0;
-                plan.model.health.record(result.is_ok(), Some(latency));
-            } else {
-                plan.model.health.record(false, None);
-            }
-            if let Err(failed) = &result {
-                hold.settle(outcome_of(failed, hold.sent)).await;
-            }
             match result {
                 Ok(response) => return with_route(response, &model.alias, &notes),
                 Err(Failed::Final(error)) => {
@@ -310,7 +302,7 @@ impl Gateway {
                     let left = (candidates.len() - index - 1) as u32;
                     if left > 0
                         && !self
-                            .go_on(routing.as_ref(), model, kind, hold.status, left)
+                            .go_on(routing.as_ref(), model, kind, status, left)
                             .await
                     {
                         break;
@@ -319,6 +311,48 @@ impl Gateway {
             }
         }
         self.exhausted(alias, notes)
+    }
+
+    /// Attempts `model`, settling a failed attempt's quota: the result and
+    /// the provider's status, or why it was skipped. A local backend that
+    /// answers busy while other jobs of ours run on it has learned its limit
+    /// ([`crate::gpu::jobs`]); the attempt then waits for a slot and is sent
+    /// again, as often as [`BUSY_RETRIES`].
+    async fn try_candidate(
+        &self,
+        model: &Arc<Model>,
+        plan: &Arc<Plan>,
+        inbound: &Inbound,
+    ) -> Result<(Result<Response<Body>, Failed>, Option<u16>), Note> {
+        let mut busy = 0;
+        loop {
+            let mut hold = self.prepare(model, plan, inbound).await?;
+            let started = std::time::Instant::now();
+            let result = self.attempt(model, inbound, &mut hold).await;
+            if hold.sent || result.is_ok() {
+                let latency = started.elapsed().as_secs_f64() * 1000.0;
+                plan.model.health.record(result.is_ok(), Some(latency));
+            } else {
+                plan.model.health.record(false, None);
+            }
+            if let Err(failed) = &result {
+                hold.settle(outcome_of(failed, hold.sent)).await;
+                if busy < BUSY_RETRIES && self.busy(model, &hold) {
+                    busy += 1;
+                    tracing::info!(alias = %model.alias, "the backend was busy; waiting for a job slot");
+                    continue;
+                }
+            }
+            return Ok((result, hold.status));
+        }
+    }
+
+    /// Whether a failed attempt was a local backend refusing a job for the
+    /// others it runs (503 while this attempt still holds its slot).
+    fn busy(&self, model: &Model, hold: &Hold) -> bool {
+        hold.status == Some(503)
+            && hold.local.is_some()
+            && self.leases.learn_busy(&model.provider.name)
     }
 
     /// What must hold before an attempt on `model`: it accepts the request's

@@ -378,3 +378,53 @@ async fn idle_backends_are_unloaded_after_their_ttl() {
             .contains(&"POST /sdcpp/v1/unload".to_owned())
     );
 }
+
+/// An sd.cpp whose fragment does not say it runs one job at a time: the
+/// first busy answer teaches the gateway its limit, the refused request
+/// waits for the slot instead of failing, and later jobs come one by one.
+#[tokio::test]
+async fn a_backend_that_answers_busy_gets_one_job_at_a_time() {
+    let rig = rig().await;
+    let sdcpp = local_fragment(
+        "sdcpp-cuda",
+        "sdcpp",
+        &rig.sdcpp.base_url(),
+        "{ max_loaded: 1, idle_ttl: 300, queue_timeout: 20 }",
+        &[("turbo", "sd-turbo", "image", 1_700)],
+    );
+    let gateway = Arc::new(
+        Setup::new()
+            .file("sdcpp-cuda.yaml", &sdcpp)
+            .env("SDCPP_CUDA", "1")
+            .env("TOLLGATE_GPU_VRAM_MB", "24000")
+            .start(),
+    );
+    let burst = |n: usize| {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let gateway = gateway.clone();
+                tokio::spawn(async move { send(&gateway, "image", "turbo").await })
+            })
+            .collect();
+        async move {
+            for task in tasks {
+                let (status, text) = task.await.unwrap();
+                assert_eq!(status, 200, "{text}");
+            }
+        }
+    };
+    // The model is loaded by the first job alone.
+    burst(1).await;
+    burst(6).await;
+    let learned = rig.sdcpp.busy_answers();
+    assert!(learned >= 1, "the burst never met a busy sd.cpp");
+    let report = gpu_report(&gateway).await;
+    assert_eq!(report["free_job_slots"]["sdcpp-cuda"], 1, "{report}");
+    burst(6).await;
+    assert_eq!(
+        rig.sdcpp.busy_answers(),
+        learned,
+        "sd.cpp saw two jobs at once after it said it was busy"
+    );
+    assert_all_released(&gateway).await;
+}

@@ -23,3 +23,4 @@ mod quotas;
 mod reload;
 mod sandbox;
 mod streaming;
+mod validation;

@@ -308,7 +308,7 @@ async fn bad_requests_get_clear_errors_before_any_provider() {
         ),
         (
             "/v1/chat/completions",
-            json!({"model": "local-embed", "messages": []}),
+            json!({"model": "local-embed", "messages": [{"role": "user", "content": "hi"}]}),
             "serves embedding",
         ),
         (

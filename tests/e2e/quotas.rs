@@ -161,6 +161,45 @@ async fn headers_correct_the_ledger(ledger: Option<&str>) {
     assert_ne!(&resets[11..], "00:00:00Z", "{resets}");
 }
 
+/// A provider that declares no limits but reports them in Groq's headers:
+/// after the answer that says none remain, the next request goes straight
+/// to the next candidate (the reset names a day, or a minute as OpenAI's
+/// would).
+#[tokio::test]
+async fn a_limit_learned_from_headers_is_never_overrun() {
+    for reset in ["86400s", "59.5s"] {
+        let (first, second, setup) = limited_pair("").await;
+        first.set(Behavior::Reporting {
+            limit: 3,
+            reset: reset.into(),
+        });
+        let gateway = setup.start();
+        let served: Vec<String> = {
+            let mut served = Vec::new();
+            for _ in 0..5 {
+                let reply = gateway.chat(hello("first-chat")).await;
+                assert_eq!(reply.status, 200);
+                served.push(reply.header("x-tollgate-provider").unwrap().to_owned());
+            }
+            served
+        };
+        assert_eq!(
+            served,
+            [
+                "first-chat",
+                "first-chat",
+                "first-chat",
+                "second-chat",
+                "second-chat"
+            ],
+            "reset {reset}"
+        );
+        assert_eq!(first.rejected(), 0, "an avoidable 429 (reset {reset})");
+        assert_eq!(first.received().len(), 3);
+        assert_eq!(second.received().len(), 2);
+    }
+}
+
 #[tokio::test]
 async fn a_429_cools_the_model_down_until_its_retry_after() {
     let (first, second, setup) = limited_pair("").await;

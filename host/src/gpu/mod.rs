@@ -3,8 +3,8 @@
 //!
 //! Each managed local backend holds a lease sized by the VRAM estimates of
 //! the models it has resident; backends stay resident together while they
-//! fit. A request for a local model takes a job slot (for backends that run
-//! one job at a time) and then the lease, on every hop of a fallback chain,
+//! fit. A request for a local model takes a job slot ([`jobs`]) and then
+//! the lease, on every hop of a fallback chain,
 //! and gives both back when its response or stream ends, however it ends.
 //! When a model does not fit, idle leases are unloaded through their
 //! adapters, least recently used first; a lease in use is never unloaded,
@@ -16,16 +16,18 @@
 //! not of the catalogue.
 
 pub mod device;
+pub mod jobs;
 pub mod table;
 
 use device::{Device, DeviceReport};
+use jobs::{Job, JobSlots};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use table::{Ask, Decision, Eviction, Table, Unload};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 /// Runs a backend's unload calls (the router does, through the backend's
 /// adapter plugin).
@@ -50,8 +52,8 @@ pub struct Leases {
     table: Mutex<Table>,
     /// Woken whenever memory or a place in line may have come free.
     changed: Notify,
-    /// Job slots of backends with a `concurrency` limit, by backend.
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Each local backend's job slots, by backend.
+    slots: Mutex<HashMap<String, Arc<JobSlots>>>,
 }
 
 /// What an attempt holds on a local backend; dropping it gives it back.
@@ -59,7 +61,7 @@ pub struct Granted {
     pub lease: LeaseGuard,
     /// The backend must load the model before the job.
     pub load: bool,
-    _slot: Option<OwnedSemaphorePermit>,
+    _job: Job,
 }
 
 /// One holder of a backend's lease.
@@ -138,7 +140,8 @@ impl Leases {
             .is_some_and(|l| l.models.contains_key(model))
     }
 
-    /// Takes a job slot (when `concurrency` is set) and the lease for
+    /// Takes a job slot (`concurrency` of them, or as many as the backend
+    /// takes until it answers busy) and the lease for
     /// `ask`, unloading idle backends to make room, waiting no later than
     /// `deadline`.
     pub async fn acquire<C: Control>(
@@ -149,10 +152,9 @@ impl Leases {
         control: &C,
     ) -> Result<Granted, Refusal> {
         let started = Instant::now();
-        let slot = match concurrency {
-            Some(jobs) => Some(self.slot(&ask.backend, jobs, deadline, started).await?),
-            None => None,
-        };
+        let job = self
+            .job(&ask.backend, concurrency, deadline, started)
+            .await?;
         let ticket = self.lock().ticket();
         let line = InLine {
             leases: self,
@@ -173,7 +175,7 @@ impl Leases {
                             model: ask.model,
                         },
                         load,
-                        _slot: slot,
+                        _job: job,
                     });
                 }
                 Decision::Evict(evictions) => {
@@ -201,24 +203,18 @@ impl Leases {
         }
     }
 
-    /// A job slot of `backend`, in arrival order (tokio's semaphore is fair).
-    async fn slot(
+    /// A job slot of `backend`, in arrival order.
+    async fn job(
         &self,
         backend: &str,
-        jobs: u32,
+        concurrency: Option<u32>,
         deadline: tokio::time::Instant,
         started: Instant,
-    ) -> Result<OwnedSemaphorePermit, Refusal> {
-        let semaphore = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots
-                .entry(backend.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(jobs as usize)))
-                .clone()
-        };
-        match tokio::time::timeout_at(deadline, semaphore.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => {
+    ) -> Result<Job, Refusal> {
+        let slots = self.slots_of(backend, concurrency);
+        match slots.take(deadline).await {
+            Some(job) => Ok(job),
+            None => {
                 self.lock().counters.timeouts += 1;
                 Err(Refusal::Timeout {
                     waited: started.elapsed(),
@@ -226,6 +222,33 @@ impl Leases {
                 })
             }
         }
+    }
+
+    fn slots_of(&self, backend: &str, concurrency: Option<u32>) -> Arc<JobSlots> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(backend.to_owned())
+            .or_insert_with(|| JobSlots::new(concurrency))
+            .clone()
+    }
+
+    /// `backend` answered busy to a job that still holds its slot: whether
+    /// the job should wait for a slot and be sent again ([`JobSlots::learn_busy`]).
+    pub fn learn_busy(&self, backend: &str) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(slots) = slots.get(backend) else {
+            return false;
+        };
+        let retry = slots.learn_busy();
+        if retry {
+            tracing::warn!(
+                backend,
+                limit = slots.limit(),
+                "the backend answered busy with other jobs running: sending it no more at once \
+                 (set `local.concurrency` in its fragment to say so)"
+            );
+        }
+        retry
     }
 
     /// Unloads a lease the table marked unloading, and records how it went.
@@ -290,7 +313,8 @@ impl Leases {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(backend, semaphore)| (backend.clone(), semaphore.available_permits()))
+            .filter(|(_, slots)| slots.limit().is_some())
+            .map(|(backend, slots)| (backend.clone(), slots.free() as usize))
             .collect();
         let c = table.counters;
         GpuReport {
@@ -322,7 +346,8 @@ pub struct GpuReport {
     pub leases: Vec<LeaseReport>,
     /// Requests waiting for memory, first in line first.
     pub queue: Vec<WaiterReport>,
-    /// Backends with a `concurrency` limit and their free job slots.
+    /// Backends with a known job limit (configured, or learned from a busy
+    /// answer) and their free job slots.
     pub free_job_slots: std::collections::BTreeMap<String, usize>,
     pub counters: CountersReport,
 }

@@ -35,7 +35,7 @@ impl TextSize {
         }
     }
 
-    fn add(&mut self, other: TextSize) {
+    pub(crate) fn add(&mut self, other: TextSize) {
         self.bytes += other.bytes;
         self.media += other.media;
     }
@@ -59,7 +59,7 @@ struct SizeVisitor {
 }
 
 /// Sizes a nested value.
-struct Nested(TextSize);
+pub(crate) struct Nested(pub TextSize);
 
 impl<'de> Deserialize<'de> for Nested {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -112,8 +112,8 @@ impl<'de> Visitor<'de> for SizeVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextSize, A::Error> {
         let mut size = TextSize::default();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if matches!(&*key, "image_url" | "input_audio" | "file") {
+        while let Some(MediaKey(media)) = map.next_key()? {
+            if media {
                 map.next_value::<IgnoredAny>()?;
                 size.media += 1;
             } else {
@@ -123,6 +123,31 @@ impl<'de> Visitor<'de> for SizeVisitor {
         }
         Ok(size)
     }
+}
+
+/// Whether an object key holds media (`image_url`, `input_audio`, `file`),
+/// read without allocating the key.
+struct MediaKey(bool);
+
+impl<'de> Deserialize<'de> for MediaKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = MediaKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<MediaKey, E> {
+                Ok(MediaKey(is_media(key)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Keys whose values are media payloads, counted as images, not text.
+pub(crate) fn is_media(key: &str) -> bool {
+    matches!(key, "image_url" | "input_audio" | "file")
 }
 
 /// A chat `messages` array, sized; anything but an array is refused.

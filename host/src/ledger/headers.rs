@@ -26,6 +26,17 @@ impl Span {
         }
     }
 
+    /// The span's length, for a report that names no reset.
+    pub fn period_ms(self) -> u64 {
+        use super::clock::{DAY_MS, HOUR_MS, MINUTE_MS};
+        match self {
+            Span::Minute => MINUTE_MS,
+            Span::Hour => HOUR_MS,
+            Span::Day => DAY_MS,
+            Span::Month => 31 * DAY_MS,
+        }
+    }
+
     /// The shortest span a reset this far away fits in.
     pub fn for_reset(reset_in_ms: u64) -> Span {
         match reset_in_ms {

@@ -516,19 +516,52 @@ fn settlement(
         Outcome::NotSent => Amounts::default(),
         Outcome::Failed | Outcome::RateLimited | Outcome::QuotaExhausted => failed,
     };
+    let syncs = syncs(plan, headers);
     let cool = match outcome {
         Outcome::RateLimited => Some(rate_limited_cooldown(headers, at)),
         Outcome::QuotaExhausted => Some(exhausted_cooldown(plan, headers, at)),
-        _ => None,
+        _ => reported_exhausted(plan, headers, at),
     };
     Settlement {
         at,
         reserved,
         actual,
-        syncs: syncs(plan, headers),
+        syncs,
         cool,
         success: matches!(outcome, Outcome::Served { .. }),
     }
+}
+
+/// A limit the provider reports as used up that no configured window
+/// counts: without a window to fill, the next request would be sent and
+/// answered 429, so the model cools down until the reported reset instead.
+/// A report without a reset is read as OpenAI documents it: a minute
+/// window, unless the header names another.
+fn reported_exhausted(plan: &Plan, headers: &RateHeaders, now: u64) -> Option<Cool> {
+    headers
+        .reported
+        .iter()
+        .filter(|r| r.remaining == 0 && counted_by(plan, r).is_none())
+        .map(|r| {
+            let wait = r
+                .reset_in_ms
+                .unwrap_or_else(|| r.span.unwrap_or(Span::Minute).period_ms());
+            (r, wait.max(1))
+        })
+        .max_by_key(|(_, wait)| *wait)
+        .map(|(r, wait)| Cool::Until {
+            level: Level::Model,
+            until: now + wait,
+            cause: format!(
+                "the provider reported its {} limit{} used up",
+                match r.metric {
+                    Metric::Requests => "request",
+                    Metric::Tokens => "token",
+                    Metric::Credit => "credit",
+                },
+                r.limit.map(|l| format!(" ({l})")).unwrap_or_default()
+            ),
+        })
 }
 
 /// A 429 cools the model until the stated reset, or backs off exponentially.
@@ -580,34 +613,11 @@ fn exhausted_cooldown(plan: &Plan, headers: &RateHeaders, now: u64) -> Cool {
     }
 }
 
-/// Matches each reported limit to a configured window: by the window the
-/// header names (Cerebras), else by an equal limit, else by how far away
-/// its reset is. Model windows are preferred to provider-wide ones.
+/// Matches each reported limit to a configured window (see [`counted_by`]).
 fn syncs(plan: &Plan, headers: &RateHeaders) -> Vec<Sync> {
     let mut out: Vec<Sync> = Vec::new();
     for reported in &headers.reported {
-        let matches = |rule: &Rule| -> bool {
-            rule.metric == reported.metric
-                && match (reported.span, reported.limit, reported.reset_in_ms) {
-                    (Some(span), _, _) => rule.span == span,
-                    (None, Some(limit), _) if limit == rule.limit => true,
-                    (None, _, Some(reset)) => rule.span == Span::for_reset(reset),
-                    _ => false,
-                }
-        };
-        let by_limit =
-            |rule: &Rule| reported.limit == Some(rule.limit) && rule.metric == reported.metric;
-        let found = [Level::Model, Level::Provider]
-            .into_iter()
-            .find_map(|level| {
-                let rules = &plan.scope(level).rules;
-                rules
-                    .iter()
-                    .position(by_limit)
-                    .or_else(|| rules.iter().position(matches))
-                    .map(|index| (level, index))
-            });
-        if let Some((level, index)) = found
+        if let Some((level, index)) = counted_by(plan, reported)
             && !out.iter().any(|s| s.level == level && s.index == index)
         {
             out.push(Sync {
@@ -619,6 +629,33 @@ fn syncs(plan: &Plan, headers: &RateHeaders) -> Vec<Sync> {
         }
     }
     out
+}
+
+/// The configured window a reported limit is about: the one the header
+/// names (Cerebras), else one with an equal limit, else the one its reset
+/// fits. Model windows are preferred to provider-wide ones.
+fn counted_by(plan: &Plan, reported: &headers::Reported) -> Option<(Level, usize)> {
+    let matches = |rule: &Rule| -> bool {
+        rule.metric == reported.metric
+            && match (reported.span, reported.limit, reported.reset_in_ms) {
+                (Some(span), _, _) => rule.span == span,
+                (None, Some(limit), _) if limit == rule.limit => true,
+                (None, _, Some(reset)) => rule.span == Span::for_reset(reset),
+                _ => false,
+            }
+    };
+    let by_limit =
+        |rule: &Rule| reported.limit == Some(rule.limit) && rule.metric == reported.metric;
+    [Level::Model, Level::Provider]
+        .into_iter()
+        .find_map(|level| {
+            let rules = &plan.scope(level).rules;
+            rules
+                .iter()
+                .position(by_limit)
+                .or_else(|| rules.iter().position(matches))
+                .map(|index| (level, index))
+        })
 }
 
 /// The backoff after `streak` earlier 429s without a stated reset.

@@ -30,6 +30,16 @@ models:
   - { alias: priced, model: priced-1, mode: chat, price: { input_per_mtok: 1000, output_per_mtok: 1000 } }
 "#;
 
+const UNDECLARED: &str = r#"
+name: learn
+flag: LEARN
+adapter: openai
+base_url: https://learn.example/v1
+tier: free
+models:
+  - { alias: learn-chat, model: learn-1, mode: chat }
+"#;
+
 struct Fixture {
     catalog: Catalog,
     clock: ManualClock,
@@ -40,7 +50,13 @@ fn fixture(backend: Backend, clock: ManualClock) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("free.yaml"), FRAGMENT).unwrap();
     std::fs::write(dir.path().join("credit.yaml"), CREDIT).unwrap();
-    let env = Env::from_pairs(&[("FREE", "1"), ("FREE_KEY", "sk-test"), ("CREDIT", "1")]);
+    std::fs::write(dir.path().join("learn.yaml"), UNDECLARED).unwrap();
+    let env = Env::from_pairs(&[
+        ("FREE", "1"),
+        ("FREE_KEY", "sk-test"),
+        ("CREDIT", "1"),
+        ("LEARN", "1"),
+    ]);
     let catalog = Catalog::load(dir.path(), &env, &|a| a == "openai").unwrap();
     let ledger = Ledger::new(backend, Arc::new(clock.clone())).unwrap();
     Fixture {
@@ -291,6 +307,65 @@ async fn headers_correct_the_count() {
         f.ledger.reserve(&small, &small_request()).await,
         Err(Denial::Full { window: "rpd", .. })
     ));
+}
+
+/// Groq's headers on a provider whose fragment declares no limits: the
+/// answer that says nothing remains stops the next request until the
+/// reported reset, whichever way the window is read.
+#[tokio::test]
+async fn an_undeclared_limit_reported_used_up_cools_the_model_until_its_reset() {
+    for (reset, wait_ms) in [("86400s", 86_400_000), ("2m59.56s", 179_560)] {
+        let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+        let learn = f.plan("learn-chat");
+        for left in ["2", "1", "0"] {
+            let headers = RateHeaders::parse(
+                [
+                    ("x-ratelimit-limit-requests", "3"),
+                    ("x-ratelimit-remaining-requests", left),
+                    ("x-ratelimit-reset-requests", reset),
+                ],
+                f.clock.now_ms(),
+            );
+            f.attempt(&learn, &small_request(), served(1, 1), &headers)
+                .await;
+        }
+        let denial = f
+            .ledger
+            .reserve(&learn, &small_request())
+            .await
+            .err()
+            .expect("the request after `remaining: 0` is not sent");
+        assert_eq!(denial.retry_at(), Some(f.clock.now_ms() + wait_ms));
+        assert!(
+            denial
+                .to_string()
+                .contains("the provider reported its request limit (3) used up"),
+            "{denial}"
+        );
+        f.clock.advance(wait_ms);
+        assert!(f.ledger.reserve(&learn, &small_request()).await.is_ok());
+    }
+}
+
+/// OpenAI's reading of a report without a reset: a minute window.
+#[tokio::test]
+async fn a_used_up_report_without_a_reset_cools_for_a_minute() {
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    let learn = f.plan("learn-chat");
+    let headers = RateHeaders::parse(
+        [
+            ("x-ratelimit-limit-tokens", "6000"),
+            ("x-ratelimit-remaining-tokens", "0"),
+        ],
+        f.clock.now_ms(),
+    );
+    f.attempt(&learn, &small_request(), served(1, 1), &headers)
+        .await;
+    let denial = f.ledger.reserve(&learn, &small_request()).await.err();
+    assert_eq!(
+        denial.and_then(|d| d.retry_at()),
+        Some(f.clock.now_ms() + MINUTE_MS)
+    );
 }
 
 #[tokio::test]

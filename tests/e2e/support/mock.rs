@@ -34,6 +34,10 @@ pub enum Behavior {
     /// Enforce a provider limit of `per_minute` requests in any 60 seconds,
     /// as a strict sliding log: beyond it, answer 429.
     Limited { per_minute: usize },
+    /// Allow `limit` requests in all, reporting what remains in Groq's
+    /// headers (`x-ratelimit-*-requests`, the reset as a Go duration);
+    /// beyond it, answer 429.
+    Reporting { limit: usize, reset: String },
 }
 
 impl Behavior {
@@ -172,13 +176,27 @@ impl Mock {
                         Behavior::Ok
                     }
                 }
+                Behavior::Reporting { limit, reset } => {
+                    if state.accepted.len() >= limit {
+                        state.rejected += 1;
+                        Behavior::rate_limited()
+                    } else {
+                        state.accepted.push(now);
+                        let left = limit - state.accepted.len();
+                        Behavior::OkWithHeaders(vec![
+                            ("x-ratelimit-limit-requests".into(), limit.to_string()),
+                            ("x-ratelimit-remaining-requests".into(), left.to_string()),
+                            ("x-ratelimit-reset-requests".into(), reset),
+                        ])
+                    }
+                }
                 other => other,
             }
         };
         let stream = request.body["stream"].as_bool().unwrap_or(false);
         match behavior {
             Behavior::Ok if stream => self.stream(socket, &request, None).await,
-            Behavior::Ok | Behavior::Limited { .. } => {
+            Behavior::Ok | Behavior::Limited { .. } | Behavior::Reporting { .. } => {
                 let body = self.completion(&request).to_string();
                 respond(&mut socket, 200, &[], &body).await;
             }
