@@ -16,10 +16,11 @@ test:
 check:
     cargo run --release -- check
 
-# Build the bundled plugins as components into target/plugins/ (every
-# package named tollgate-plugin-* or tollgate-policy-*, so a new one is included).
+# Build the bundled plugins as components into
+# target/plugins/wasm32-wasip2/release/: host/build.rs builds every crate
+# under plugins/, the no_std ones and the std ones in separate cargo runs.
 plugins:
-    cargo build --release --target wasm32-wasip2 --target-dir target/plugins -p 'tollgate-plugin-*' -p 'tollgate-policy-*'
+    cargo build --release -p tollgate
 
 # A simulated day of traffic against mocks enforcing the free-tier limits
 # (the README's quota table). Exits non-zero on any 429 or wasted free request.

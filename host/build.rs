@@ -1,130 +1,48 @@
-//! Builds the bundled plugins (and the test fixture plugin) as WebAssembly
-//! components, so that plain `cargo build` / `cargo test` on a fresh machine
-//! with only the Rust toolchain produces a gateway that carries its plugins.
+//! Builds every plugin crate under `plugins/` as a WebAssembly component and
+//! bundles it into the binary, so that plain `cargo build` / `cargo test` on
+//! a fresh machine with only the Rust toolchain gives a gateway that carries
+//! its plugins. A new folder under `plugins/` is a new bundled plugin; no
+//! list names them (see `build/wasm.rs`).
 //!
-//! The plugins are built by a nested `cargo build --target wasm32-wasip2` in a
-//! target folder of their own (sharing the outer one would deadlock on its
-//! lock). The wasm32-wasip2 standard library is installed through rustup when
-//! it is missing.
+//! The plugins are built by a nested `cargo build --target wasm32-wasip2` in
+//! `<target>/plugins` (sharing the outer target folder would deadlock on its
+//! lock). The wasm32-wasip2 standard library is installed through rustup
+//! when it is missing. The fixture plugins of the tests are not built here.
 
+#[path = "build/wasm.rs"]
+mod wasm;
+
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// One plugin crate to build.
-struct Plugin {
-    package: &'static str,
-    /// The `.wasm` cargo writes, without the extension.
-    stem: &'static str,
-    /// The name the host knows it by.
-    name: &'static str,
-    /// Built with Rust's standard library. The others are `no_std` and turn
-    /// the SDK's `std` feature off; cargo unifies a crate's features within
-    /// one build, so each kind gets a cargo run of its own.
-    std: bool,
-}
-
-const PLUGINS: &[Plugin] = &[
-    Plugin {
-        package: "tollgate-plugin-openai",
-        stem: "tollgate_plugin_openai",
-        name: "openai",
-        std: false,
-    },
-    Plugin {
-        package: "tollgate-plugin-anthropic",
-        stem: "tollgate_plugin_anthropic",
-        name: "anthropic",
-        std: true,
-    },
-    Plugin {
-        package: "tollgate-plugin-cohere",
-        stem: "tollgate_plugin_cohere",
-        name: "cohere",
-        std: true,
-    },
-    Plugin {
-        package: "tollgate-plugin-ollama",
-        stem: "tollgate_plugin_ollama",
-        name: "ollama",
-        std: false,
-    },
-    Plugin {
-        package: "tollgate-plugin-talkies",
-        stem: "tollgate_plugin_talkies",
-        name: "talkies",
-        std: false,
-    },
-    Plugin {
-        package: "tollgate-plugin-sdcpp",
-        stem: "tollgate_plugin_sdcpp",
-        name: "sdcpp",
-        std: false,
-    },
-    Plugin {
-        package: "tollgate-policy-free-first",
-        stem: "tollgate_policy_free_first",
-        name: "free-first",
-        std: false,
-    },
-    Plugin {
-        package: "tollgate-policy-most-headroom",
-        stem: "tollgate_policy_most_headroom",
-        name: "most-headroom",
-        std: false,
-    },
-    Plugin {
-        package: "tollgate-fixture-faulty",
-        stem: "tollgate_fixture_faulty",
-        name: "faulty",
-        std: true,
-    },
-    Plugin {
-        package: "tollgate-fixture-faulty-policy",
-        stem: "tollgate_fixture_faulty_policy",
-        name: "faulty-policy",
-        std: false,
-    },
-    Plugin {
-        package: "tollgate-fixture-legacy",
-        stem: "tollgate_fixture_legacy",
-        name: "legacy",
-        std: true,
-    },
-    Plugin {
-        package: "tollgate-fixture-mistyped",
-        stem: "tollgate_fixture_mistyped",
-        name: "mistyped",
-        std: true,
-    },
-];
-
-const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for path in ["wit", "sdk", "plugins", "tests/fixtures", "Cargo.lock"] {
+    for path in ["wit", "sdk", "plugins", "Cargo.lock", "host/build"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    let wasm_target_dir = plugin_target_dir(&out_dir);
-    ensure_wasm_target();
-    for std in [false, true] {
-        build_plugins(&root, &wasm_target_dir, std);
-    }
+    let target_dir = plugin_target_dir(&out_dir);
+    let plugins = wasm::discover(&root.join("plugins"));
+    wasm::ensure_target();
+    wasm::build(&root, &plugins, &target_dir);
 
-    let built = wasm_target_dir.join(TARGET).join("release");
     let bundled = out_dir.join("plugins");
     std::fs::create_dir_all(&bundled).unwrap();
-    for plugin in PLUGINS {
-        let from = built.join(format!("{}.wasm", plugin.stem));
+    let mut list = String::from("&[\n");
+    for plugin in &plugins {
+        let from = plugin.wasm(&target_dir);
         let to = bundled.join(format!("{}.wasm", plugin.name));
         std::fs::copy(&from, &to)
             .unwrap_or_else(|e| panic!("copying {} failed: {e}", from.display()));
+        writeln!(list, "    ({:?}, include_bytes!({:?})),", plugin.name, to).unwrap();
     }
+    list.push(']');
+    std::fs::write(out_dir.join("bundled.rs"), list).unwrap();
+    // For the tests, which install bundled plugins as files too.
     println!(
-        "cargo:rustc-env=TOLLGATE_FIXTURE_PLUGINS={}",
+        "cargo:rustc-env=TOLLGATE_BUNDLED_PLUGINS={}",
         bundled.display()
     );
 }
@@ -143,56 +61,4 @@ fn plugin_target_dir(out_dir: &Path) -> PathBuf {
         target_dir.pop();
     }
     target_dir.join("plugins")
-}
-
-/// Adds the wasm32-wasip2 standard library through rustup when it is missing.
-fn ensure_wasm_target() {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(&rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let installed = sysroot.is_some_and(|s| s.join("lib/rustlib").join(TARGET).exists());
-    if installed {
-        return;
-    }
-    let mut rustup = Command::new("rustup");
-    rustup.args(["target", "add", TARGET]);
-    if let Ok(toolchain) = std::env::var("RUSTUP_TOOLCHAIN") {
-        rustup.args(["--toolchain", &toolchain]);
-    }
-    let status = rustup.status();
-    if !status.is_ok_and(|s| s.success()) {
-        panic!(
-            "the {TARGET} target is missing and `rustup target add {TARGET}` failed; \
-             install it and build again"
-        );
-    }
-}
-
-/// Builds the plugins built with `std` (or the `no_std` ones).
-fn build_plugins(root: &Path, target_dir: &Path, std: bool) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args(["build", "--release", "--target", TARGET, "--target-dir"])
-        .arg(target_dir);
-    for plugin in PLUGINS.iter().filter(|p| p.std == std) {
-        cmd.args(["-p", plugin.package]);
-    }
-    // Flags and wrappers meant for the host build must not leak into the
-    // plugin build (clippy, `-C target-cpu=native`, …).
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_BUILD_RUSTFLAGS",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().expect("running cargo to build the plugins");
-    assert!(status.success(), "building the bundled plugins failed");
 }

@@ -9,8 +9,8 @@ use tollgate::plugins::PluginRuntime;
 use tollgate::plugins::bindings::{ClientRequest, Mode, Target, UpstreamResponse};
 use tollgate::plugins::engine::Limits;
 
-const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello from the mock"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}"#;
-const REQUEST: &str = r#"{"model":"bench-chat","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":16}"#;
+mod common;
+use common::{COMPLETION, REQUEST};
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -4,26 +4,41 @@
 //! The binary (`main.rs`) is a thin command line over these modules; they are
 //! a library so benchmarks and simulations can drive the real router and
 //! ledger with an injected clock.
+//!
+//! The modules, in the order a request meets them (each imports only those
+//! below it; `docs/architecture.md` walks the flow):
+//!
+//! - [`state`]: the generation in service (catalogue, plugins, route table)
+//!   and the hot reload that replaces it.
+//! - [`http`]: the front door; endpoints parse and check a body, admin reads.
+//! - [`route`]: one request across its candidates: the route table, the
+//!   policy call, attempts, relaying the answer, local-backend control.
+//! - [`upstream`]: every socket to a provider, and reading its answer.
+//! - [`ledger`]: quota windows, reservations, cooldowns.
+//! - [`gpu`]: the VRAM lease table and job slots of local backends.
+//! - [`plugins`]: the WebAssembly sandbox for adapters and policies.
+//! - [`config`]: fragments, environment, validation, the catalogue.
+//! - [`api`], [`clock`], [`lanes`], [`memory`], [`redact`]: shared below
+//!   every stage (wire shapes and uploads, time, serving threads, the
+//!   allocator, secret scrubbing).
 
-pub mod admin;
-pub mod api;
-mod backends;
-pub mod config;
-pub mod endpoints;
-pub mod env;
-pub mod gpu;
-pub mod lanes;
-pub mod ledger;
-pub mod memory;
-pub mod plugins;
-pub mod policy;
-pub mod redact;
-mod relay;
-pub mod reload;
-pub mod report;
-pub mod router;
-pub mod server;
-pub mod uploads;
+pub mod state;
+
+pub mod http;
+
+pub mod route;
+
 pub mod upstream;
-pub mod validate;
-mod voices;
+
+pub mod gpu;
+pub mod ledger;
+pub mod plugins;
+
+pub mod config;
+pub mod report;
+
+pub mod api;
+pub mod clock;
+pub mod lanes;
+pub mod memory;
+pub mod redact;

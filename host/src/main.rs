@@ -8,15 +8,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tollgate::clock::SystemClock;
+use tollgate::config::env;
 use tollgate::config::{Catalog, Secret};
 use tollgate::gpu::device::Device;
 use tollgate::gpu::{GpuReport, Leases};
-use tollgate::ledger::clock::SystemClock;
+use tollgate::http::server;
 use tollgate::ledger::report::QuotaReport;
 use tollgate::ledger::store::Store;
 use tollgate::ledger::{Backend, Ledger};
 use tollgate::plugins::{PluginRuntime, engine::Limits};
-use tollgate::{env, reload, report, router, server};
+use tollgate::state::{self, reload};
+use tollgate::{report, route as router};
 
 #[global_allocator]
 static ALLOCATOR: tollgate::memory::Allocator = tollgate::memory::Allocator {};
@@ -225,7 +228,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     ledger.spawn_saver(Duration::from_millis(500));
     let leases = Leases::new(gpu_device(&env)?);
     let gateway = router::Gateway::new(catalog, plugins, ledger.clone(), leases)?;
-    let state = Arc::new(server::AppState::new(gateway, master_key));
+    let state = Arc::new(state::AppState::new(gateway, master_key));
     spawn_idle_sweeper(state.clone());
     let watched = reload::Watched {
         config: args.sources.config.clone(),
@@ -271,7 +274,7 @@ fn gpu_device(env: &env::Env) -> Result<Device> {
 
 /// Unloads local backends idle past their TTL (checked every second: a
 /// scan of a handful of leases).
-fn spawn_idle_sweeper(state: Arc<server::AppState>) {
+fn spawn_idle_sweeper(state: Arc<state::AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -314,7 +314,17 @@ impl<A: Adapter> wit_adapter::GuestTranslator for ExportTranslator<A> {
 #[macro_export]
 macro_rules! export_adapter {
     ($adapter:ty) => {
+        #[cfg(target_family = "wasm")]
         type __TollgateExport = $crate::Export<$adapter>;
+        // Only a component exports the contract; built for the machine (as
+        // `cargo build --workspace` does) a plugin is a library that
+        // exports nothing the native linker would refuse.
+        #[cfg(target_family = "wasm")]
         $crate::bindings::export_raw!(__TollgateExport with_types_in $crate::bindings);
+        #[cfg(not(target_family = "wasm"))]
+        #[doc(hidden)]
+        pub fn __tollgate_adapter_info() -> $crate::bindings::exports::tollgate::plugin::adapter::PluginInfo {
+            <$adapter as $crate::Adapter>::info()
+        }
     };
 }

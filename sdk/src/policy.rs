@@ -122,9 +122,17 @@ impl<P: Policy> bindings::exports::tollgate::plugin::policy::Guest for Export<P>
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
+        #[cfg(target_family = "wasm")]
         type __TollgatePolicyExport = $crate::policy::Export<$policy>;
+        // As for adapters: only a component exports the contract.
+        #[cfg(target_family = "wasm")]
         $crate::policy::bindings::export_policy_raw!(
             __TollgatePolicyExport with_types_in $crate::policy::bindings
         );
+        #[cfg(not(target_family = "wasm"))]
+        #[doc(hidden)]
+        pub fn __tollgate_policy_info() -> $crate::policy::types::PluginInfo {
+            <$policy as $crate::policy::Policy>::info()
+        }
     };
 }

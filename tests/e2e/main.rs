@@ -2,6 +2,7 @@
 //! upstreams that speak OpenAI's wire format and misbehave on request.
 
 mod support {
+    pub mod fixtures;
     pub mod gateway;
     pub mod local;
     pub mod mock;

@@ -4,12 +4,10 @@
 use crate::support::gateway::{Gateway, Setup, content, fragment, hello, pair};
 use crate::support::mock::Mock;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("TOLLGATE_FIXTURE_PLUGINS")).join(format!("{name}.wasm"))
-}
+pub use crate::support::fixtures::fixture;
 
 /// Publishes a file the way authors should: write a temporary name, then
 /// rename it into place.

@@ -28,7 +28,7 @@ impl Span {
 
     /// The span's length, for a report that names no reset.
     pub fn period_ms(self) -> u64 {
-        use super::clock::{DAY_MS, HOUR_MS, MINUTE_MS};
+        use crate::clock::{DAY_MS, HOUR_MS, MINUTE_MS};
         match self {
             Span::Minute => MINUTE_MS,
             Span::Hour => HOUR_MS,
@@ -167,7 +167,7 @@ fn is_rate_header(name: &str) -> bool {
 /// A reset as a duration (`2m59.56s`, `20ms`, `7.66`), a Unix timestamp in
 /// seconds or milliseconds, or an RFC 3339 time, as milliseconds from now.
 fn reset_in_ms(value: &str, now_ms: u64) -> Option<u64> {
-    if let Some(at) = super::clock::parse_rfc3339(value) {
+    if let Some(at) = crate::clock::parse_rfc3339(value) {
         return Some(at.saturating_sub(now_ms));
     }
     if let Ok(number) = value.parse::<f64>() {
@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn anthropic_reports_requests_and_tokens_with_rfc3339_resets() {
         let now = 1_800_000_000_000;
-        let reset = super::super::clock::rfc3339(now + 42_000);
+        let reset = crate::clock::rfc3339(now + 42_000);
         let headers = [
             ("anthropic-ratelimit-requests-limit", "50"),
             ("anthropic-ratelimit-requests-remaining", "0"),

@@ -2,8 +2,8 @@
 //! (provider, API key) for provider-wide limits and one per (provider, model,
 //! API key) for per-model limits, and one [`Plan`] per alias naming both.
 
-use super::clock::{HOUR_MS, MINUTE_MS};
 use super::window::{Counter, Metric, Refill, Rule, Span, Window};
+use crate::clock::{HOUR_MS, MINUTE_MS};
 use crate::config::{Limits, Model, Price, Quota, WindowStyle};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

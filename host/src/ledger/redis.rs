@@ -6,11 +6,11 @@
 //! being unreachable does not stop the gateway: requests go on unmetered (the
 //! providers' own 429s still steer the fallback) and each failure is logged.
 
-use super::clock::{Clock, SystemClock};
 use super::plan::{Level, Plan, Scope};
 use super::report::Row;
 use super::window::{Full, Refill, Rule, calendar_end, calendar_start};
 use super::{Amounts, Cool, Denial, FIRST_BACKOFF_MS, LedgerError, MAX_BACKOFF_MS, Settlement};
+use crate::clock::{Clock, SystemClock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,9 +2,9 @@
 //! prints it (a table). Keys appear only as fingerprints.
 
 use super::LedgerError;
-use super::clock::rfc3339;
 use super::plan::{Cooldown, Scope};
 use super::window::{Metric, Rule};
+use crate::clock::rfc3339;
 use serde::{Deserialize, Serialize};
 
 /// One window of one scope.

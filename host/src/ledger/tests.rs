@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::Catalog;
-use crate::env::Env;
+use crate::config::env::Env;
 use clock::{MINUTE_MS, ManualClock, SECOND_MS, utc};
 
 const FRAGMENT: &str = r#"

@@ -11,7 +11,7 @@
 //! - *calendar*: usage resets at a fixed instant (UTC midnight, a configured
 //!   time of day, a billing day), or earlier when the provider says so.
 
-use super::clock::{self, DAY_MS};
+use crate::clock::{self, DAY_MS};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -382,7 +382,7 @@ pub fn calendar_end(refill: Refill, start: u64, ends: Option<u64>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::clock::{MINUTE_MS, SECOND_MS, utc};
+    use crate::clock::{MINUTE_MS, SECOND_MS, utc};
 
     fn rule(limit: u64, refill: Refill) -> Rule {
         Rule {

@@ -27,7 +27,7 @@ mod sandbox;
 mod session;
 mod spares;
 
-use crate::ledger::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 use anyhow::{Context, Result};
 use bindings::PluginInfo;
 use calls::Calls;

@@ -86,10 +86,10 @@ mod tests {
     use crate::plugins::bindings::Mode;
     use crate::plugins::bindings::policy::Tier;
 
-    /// The fixture plugins (built by `build.rs`) in a plugins folder.
+    /// The fixture plugins in a plugins folder.
     async fn fixtures(names: &[&str]) -> (tempfile::TempDir, PluginRuntime) {
         let dir = tempfile::tempdir().unwrap();
-        let built = std::path::Path::new(env!("TOLLGATE_FIXTURE_PLUGINS"));
+        let built = crate::plugins::bundled::fixtures();
         for name in names {
             let file = format!("{name}.wasm");
             std::fs::copy(built.join(&file), dir.path().join(&file)).unwrap();

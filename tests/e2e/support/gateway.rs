@@ -124,7 +124,7 @@ impl Setup {
 
     /// Installs a fixture plugin (`faulty`) under the given name.
     pub fn plugin(mut self, fixture: &str, as_name: &str) -> Self {
-        let path = PathBuf::from(env!("TOLLGATE_FIXTURE_PLUGINS")).join(format!("{fixture}.wasm"));
+        let path = super::fixtures::fixture(fixture);
         self.plugins.push((as_name.to_owned(), path));
         self
     }

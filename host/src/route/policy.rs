@@ -12,7 +12,6 @@ use crate::plugins::bindings::Mode;
 use crate::plugins::bindings::policy::{
     Candidate, GpuLease, Headroom, RequestShape, Tier as WitTier,
 };
-use std::sync::Arc;
 
 /// The longest a policy may make a request wait between attempts.
 pub const MAX_WAIT_MS: u32 = 10_000;
@@ -62,7 +61,7 @@ pub fn candidate(model: &Model, plan: &Plan, ledger: &Ledger, leases: &Leases) -
 
 /// The candidates in the policy's order: out-of-range and repeated indices
 /// are ignored, and an index left out drops its candidate.
-pub fn apply(order: &[u32], candidates: &[Arc<Model>]) -> Vec<Arc<Model>> {
+pub fn apply<T: Clone>(order: &[u32], candidates: &[T]) -> Vec<T> {
     let mut taken = vec![false; candidates.len()];
     order
         .iter()
@@ -80,6 +79,7 @@ pub fn apply(order: &[u32], candidates: &[Arc<Model>]) -> Vec<Arc<Model>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn apply_ignores_nonsense_and_drops_what_is_left_out() {
@@ -91,7 +91,7 @@ mod tests {
         .unwrap();
         let catalog = crate::config::Catalog::load(
             dir.path(),
-            &crate::env::Env::from_pairs(&[("P", "1")]),
+            &crate::config::env::Env::from_pairs(&[("P", "1")]),
             &|_| true,
         )
         .unwrap();

@@ -17,18 +17,18 @@
 //! dropped unread costs its connection: the next request to that provider
 //! would open a new one, with a new TLS handshake.
 
+use super::hold::Hold;
 use crate::api::{ApiError, Body};
 use crate::ledger::Outcome;
 use crate::plugins::StreamSession;
 use crate::plugins::bindings::Usage;
 use crate::redact::Redactor;
-use crate::router::Hold;
 use crate::upstream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
+use hyper::Response;
 use hyper::body::Frame;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
-use hyper::{Response, StatusCode};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -200,9 +200,7 @@ impl Relay {
             .await;
         let reason = self.redactor.scrub(&reason);
         tracing::warn!(alias = %self.alias, "stream failed after it started: {reason}");
-        let error = ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
+        let error = ApiError::bad_gateway(
             "stream_interrupted",
             format!(
                 "the upstream stream from `{}` broke off: {reason}",

@@ -5,12 +5,12 @@
 //! unload as a sequence of HTTP calls (its `control` export); the host makes
 //! the calls, as it makes every call.
 
+use crate::api::uploads::Uploads;
 use crate::config::Model;
 use crate::gpu::table::{Ask, Eviction, Unload};
 use crate::gpu::{Control, Granted, LeaseGuard, Refusal};
 use crate::plugins::bindings::{ControlAction, ControlStep, UpstreamResponse};
-use crate::router::{Gateway, target_of};
-use crate::uploads::Uploads;
+use crate::route::{Gateway, target_of};
 use crate::upstream::{self, UpstreamError};
 
 /// A load or unload that plans more calls than this is broken.
@@ -102,21 +102,18 @@ impl Gateway {
                 .upstreams
                 .send(&model.provider, request, &Uploads::default())
                 .await;
-            let mut response = match sent {
+            let response = match sent {
                 Ok(response) => response,
                 Err(UpstreamError::Connect(e)) => return Err(ControlError::Unreachable(e)),
                 Err(e) => return Err(ControlError::Failed(e.to_string())),
             };
-            let status = response.status().as_u16();
-            let headers = upstream::headers_of(&response);
-            let body = upstream::read_body(&mut response, model.provider.timeouts.idle())
-                .await
-                .map_err(|e| ControlError::Failed(e.to_string()))?;
-            previous = Some(UpstreamResponse {
-                status,
-                headers,
-                body,
-            });
+            let idle = model.provider.timeouts.idle();
+            let answer = upstream::read_response(response, idle).await;
+            previous = Some(
+                answer
+                    .whole()
+                    .map_err(|e| ControlError::Failed(e.to_string()))?,
+            );
         }
         Err(ControlError::Failed(format!(
             "the adapter planned more than {MAX_CONTROL_STEPS} calls"

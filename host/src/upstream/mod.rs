@@ -5,9 +5,11 @@
 //! a real request here and the provider's key is injected where the adapter
 //! asked for it; the adapter itself never sees the key.
 
+use crate::api::uploads::Uploads;
 use crate::config::Provider;
-use crate::plugins::bindings::{Body, Credential, FormPart, FormValue, UpstreamRequest};
-use crate::uploads::Uploads;
+use crate::plugins::bindings::{
+    Body, Credential, FormPart, FormValue, UpstreamRequest, UpstreamResponse,
+};
 use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
 use std::collections::HashMap;
@@ -201,8 +203,54 @@ fn describe(error: reqwest::Error) -> String {
     text
 }
 
+/// An upstream answer read to its end: the status, the headers, and the
+/// body up to [`MAX_BODY`], with why the body could not be read, if so.
+pub struct Answer {
+    pub response: UpstreamResponse,
+    pub body_error: Option<UpstreamError>,
+}
+
+impl Answer {
+    /// The answer, unless its body could not be read (an answer to translate
+    /// must be whole; a failure is classified on what arrived).
+    pub fn whole(self) -> Result<UpstreamResponse, UpstreamError> {
+        match self.body_error {
+            None => Ok(self.response),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// The value of header `name` (lower case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let headers = &self.response.headers;
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads an upstream response whole, for the adapter or a control step:
+/// the one place a response's status, headers and bounded body are taken.
+pub async fn read_response(mut response: reqwest::Response, idle: Duration) -> Answer {
+    let status = response.status().as_u16();
+    let headers = headers_of(&response);
+    let (body, body_error) = match read_body(&mut response, idle).await {
+        Ok(body) => (body, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    Answer {
+        response: UpstreamResponse {
+            status,
+            headers,
+            body,
+        },
+        body_error,
+    }
+}
+
 /// The response headers as (name, value) pairs.
-pub fn headers_of(response: &reqwest::Response) -> Vec<(String, String)> {
+fn headers_of(response: &reqwest::Response) -> Vec<(String, String)> {
     response
         .headers()
         .iter()
@@ -223,7 +271,7 @@ pub async fn next_chunk(
 }
 
 /// The whole body, up to [`MAX_BODY`].
-pub async fn read_body(
+async fn read_body(
     response: &mut reqwest::Response,
     idle: Duration,
 ) -> Result<Vec<u8>, UpstreamError> {

@@ -1,13 +1,10 @@
 //! The HTTP front door: routes, client authentication, body limits, parsing.
 
-use crate::admin;
 use crate::api::{ApiError, Body, json_response};
-use crate::config::Secret;
-use crate::endpoints;
-use crate::reload::ReloadStatus;
-use crate::router::Gateway;
-use arc_swap::ArcSwap;
-use bytes::Bytes;
+use crate::http::admin;
+use crate::http::endpoints;
+use crate::route::Gateway;
+use crate::state::AppState;
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::service::service_fn;
@@ -18,7 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::TcpStream as StdTcpStream;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -37,51 +34,6 @@ const PATHS: &[&str] = &[
     "/admin/gpu",
     "/admin/plugins",
 ];
-
-/// One generation of catalogue and plugins. A request takes the current
-/// one when it starts and keeps it to the end, so a reload never changes
-/// the ground under a request in flight.
-pub struct Generation {
-    pub gateway: Gateway,
-    models_json: Bytes,
-}
-
-impl Generation {
-    fn new(gateway: Gateway) -> Self {
-        let models_json = models_body(&gateway);
-        Generation {
-            gateway,
-            models_json,
-        }
-    }
-}
-
-pub struct AppState {
-    current: ArcSwap<Generation>,
-    pub master_key: Option<Secret>,
-    /// What the last reloads found wrong, for `/admin/plugins`.
-    pub reloads: Mutex<ReloadStatus>,
-}
-
-impl AppState {
-    pub fn new(gateway: Gateway, master_key: Option<Secret>) -> Self {
-        let reloads = ReloadStatus::started(&gateway);
-        AppState {
-            current: ArcSwap::from_pointee(Generation::new(gateway)),
-            master_key,
-            reloads: Mutex::new(reloads),
-        }
-    }
-
-    pub fn current(&self) -> Arc<Generation> {
-        self.current.load_full()
-    }
-
-    /// Puts a new generation in service; requests in flight finish on theirs.
-    pub fn install(&self, gateway: Gateway) {
-        self.current.store(Arc::new(Generation::new(gateway)));
-    }
-}
 
 /// Accepts connections until `shutdown` resolves and deals them to the
 /// serving lanes in turn (see `lanes`); then lets open requests finish (for
@@ -209,8 +161,8 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
             %method,
             %path,
             status = response.status().as_u16(),
-            served_by = %header(crate::router::PROVIDER_HEADER),
-            attempts = %header(crate::router::ATTEMPTS_HEADER),
+            served_by = %header(crate::route::PROVIDER_HEADER),
+            attempts = %header(crate::route::ATTEMPTS_HEADER),
             micros = started.elapsed().as_micros() as u64,
             "request"
         );
@@ -287,26 +239,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ y);
     }
     std::hint::black_box(diff) == 0
-}
-
-fn models_body(gateway: &Gateway) -> Bytes {
-    let data: Vec<serde_json::Value> = gateway
-        .catalog
-        .models
-        .iter()
-        .filter(|m| m.enabled())
-        .map(|m| {
-            serde_json::json!({
-                "id": m.alias,
-                "object": "model",
-                "created": 0,
-                "owned_by": m.provider.name,
-                "mode": m.mode.as_str(),
-                "tier": m.tier.as_str(),
-            })
-        })
-        .collect();
-    Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::api::{ApiError, Body, json_response};
 use crate::config::{Mode, Model};
-use crate::router::{Gateway, PROVIDER_HEADER};
+use crate::route::{Gateway, PROVIDER_HEADER};
 use crate::upstream;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -41,7 +41,7 @@ impl Gateway {
             },
         };
         let url = format!("{}/audio/voices", model.provider.base_url);
-        let mut response = match self.upstreams.get(&model.provider, &url).await {
+        let response = match self.upstreams.get(&model.provider, &url).await {
             Ok(response) => response,
             Err(e) => return voices_unavailable(model, &self.redactor.scrub(&e.to_string())),
         };
@@ -58,11 +58,13 @@ impl Gateway {
             )
             .into_response();
         }
-        let content_type = response.headers().get(CONTENT_TYPE).cloned();
-        let body = upstream::read_body(&mut response, model.provider.timeouts.idle()).await;
-        match body {
-            Ok(body) if status.is_success() => {
-                let mut out = json_response(StatusCode::OK, body);
+        let answer = upstream::read_response(response, model.provider.timeouts.idle()).await;
+        let content_type = answer
+            .header(CONTENT_TYPE.as_str())
+            .and_then(|v| HeaderValue::from_str(v).ok());
+        match answer.whole() {
+            Ok(answer) if status.is_success() => {
+                let mut out = json_response(StatusCode::OK, answer.body);
                 if let Some(content_type) = content_type {
                     out.headers_mut().insert(CONTENT_TYPE, content_type);
                 }
@@ -78,9 +80,7 @@ impl Gateway {
 }
 
 fn voices_unavailable(model: &Model, reason: &str) -> Response<Body> {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "upstream_error",
+    ApiError::bad_gateway(
         "voices_unavailable",
         format!(
             "the backend of `{}` ({}) could not list its voices: {reason}",

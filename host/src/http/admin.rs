@@ -3,10 +3,10 @@
 //! the last reload rejected).
 
 use crate::api::{ApiError, Body, json_response};
-use crate::ledger::clock::rfc3339;
+use crate::clock::rfc3339;
 use crate::plugins::PluginSource;
-use crate::router::Gateway;
-use crate::server::{AppState, Generation};
+use crate::route::Gateway;
+use crate::state::{AppState, Generation};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 

@@ -3,6 +3,8 @@
 //! Every error a client sees is `{"error": {"message", "type", "code"}}` with
 //! the status that matches it, so OpenAI SDKs raise their usual exceptions.
 
+pub mod uploads;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -70,6 +72,12 @@ impl ApiError {
             "invalid_request",
             message,
         )
+    }
+
+    /// A 502: an upstream failed in a way the client cannot fix. Every
+    /// gateway error of this kind is made here, so they share a type.
+    pub fn bad_gateway(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", code, message)
     }
 
     pub fn unauthorized() -> Self {

@@ -5,13 +5,15 @@
 //! endpoint); the body itself goes to the adapter as the client sent it, so a
 //! parameter Tollgate does not know about still reaches the provider.
 
+use crate::api::uploads;
 use crate::api::{ApiError, Body};
 use crate::config::Feature;
+use crate::http::validate::{
+    ChatMessages, EmbeddingInput, Object, Objects, Stop, Text, ToolChoice,
+};
 use crate::ledger::estimate::{Estimate, Messages, TextSize};
 use crate::plugins::bindings::{ClientRequest, Mode};
-use crate::router::{Gateway, Inbound};
-use crate::uploads;
-use crate::validate::{ChatMessages, EmbeddingInput, Object, Objects, Stop, Text, ToolChoice};
+use crate::route::{Gateway, Inbound};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -41,7 +43,7 @@ trait Envelope: DeserializeOwned {
 }
 
 /// `POST /v1/chat/completions`. The messages and tools are checked and sized
-/// as they are parsed ([`crate::validate`]); the other fields OpenAI defines
+/// as they are parsed ([`crate::http::validate`]); the other fields OpenAI defines
 /// are read only to check their types.
 #[derive(Deserialize)]
 #[allow(dead_code)] // Fields read only for their types.
@@ -363,8 +365,8 @@ async fn json_endpoint<E: Envelope>(
 /// Reads and checks the body, keeping its text for the adapter.
 async fn parse<E: Envelope>(request: Request<Incoming>) -> Result<(String, Inbound), ApiError> {
     let body = read_body(request).await?;
-    let envelope: E =
-        serde_json::from_slice(&body).map_err(|e| crate::validate::field_error::<E>(&body, e))?;
+    let envelope: E = serde_json::from_slice(&body)
+        .map_err(|e| crate::http::validate::field_error::<E>(&body, e))?;
     envelope.check().map_err(ApiError::bad_request)?;
     // serde_json accepted it, so it is valid UTF-8.
     let text = String::from_utf8(body.to_vec()).unwrap_or_default();

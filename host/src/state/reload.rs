@@ -13,12 +13,12 @@
 //! `/admin/plugins`; the previous generation keeps serving. The ledger is
 //! shared by every generation, so counts carry over.
 
+use crate::clock::{Clock, SystemClock};
+use crate::config::env::Env;
 use crate::config::{Catalog, ConfigError};
-use crate::env::Env;
-use crate::ledger::clock::{Clock, SystemClock};
 use crate::plugins::{LoadFailure, PluginRuntime};
-use crate::router::Gateway;
-use crate::server::AppState;
+use crate::route::Gateway;
+use crate::state::AppState;
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
