@@ -21,6 +21,9 @@
 //! - [`api`], [`clock`], [`lanes`], [`memory`], [`redact`]: shared below
 //!   every stage (wire shapes and uploads, time, serving threads, the
 //!   allocator, secret scrubbing).
+//!
+//! Beside the request path: [`import`] (moving in from a LiteLLM config)
+//! and [`report`] (the tables the command line prints).
 
 pub mod state;
 
@@ -35,6 +38,7 @@ pub mod ledger;
 pub mod plugins;
 
 pub mod config;
+pub mod import;
 pub mod report;
 
 pub mod api;

@@ -50,6 +50,33 @@ enum Command {
     /// Show the GPU lease table: the device, each local backend's lease,
     /// the requests waiting for memory, and eviction counts.
     Gpu(GpuArgs),
+    /// Write Tollgate's configuration from another gateway's.
+    #[command(subcommand)]
+    Import(ImportSource),
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// Read a LiteLLM proxy config and write provider fragments,
+    /// fallbacks.yaml and policies.yaml. Everything it cannot map is
+    /// reported; it exits non-zero only when nothing maps.
+    Litellm(LitellmArgs),
+}
+
+#[derive(Args)]
+struct LitellmArgs {
+    /// The LiteLLM proxy config (config.yaml).
+    config: PathBuf,
+    /// A separate fallbacks JSON: `{"model": ["fallback", ...]}` or
+    /// LiteLLM's list-of-mappings form.
+    #[arg(long)]
+    fallbacks: Option<PathBuf>,
+    /// The Tollgate config folder to write into.
+    #[arg(long, default_value = "providers")]
+    out: PathBuf,
+    /// Replace files that already exist in the folder.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -131,6 +158,7 @@ fn main() -> std::process::ExitCode {
             Command::Models(sources) => models(sources).await,
             Command::Quotas(args) => quotas(args).await,
             Command::Gpu(args) => gpu(args).await,
+            Command::Import(ImportSource::Litellm(args)) => import_litellm(args),
         }
     });
     match result {
@@ -140,6 +168,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn import_litellm(args: LitellmArgs) -> Result<()> {
+    let options = tollgate::import::Options {
+        config: args.config,
+        fallbacks: args.fallbacks,
+        out: args.out,
+        force: args.force,
+    };
+    let today = tollgate::clock::rfc3339(tollgate::clock::Clock::now_ms(&SystemClock));
+    let report = tollgate::import::run(&options, &today[..10])?;
+    print!("{report}");
+    println!(
+        "\ncheck it with: tollgate check --config {0}\nserve it with: tollgate serve --config {0}",
+        options.out.display()
+    );
+    Ok(())
 }
 
 fn init_tracing() {

@@ -17,6 +17,7 @@ mod cohere;
 mod fallback;
 mod gpu;
 mod idle;
+mod import;
 mod modes;
 mod openai_client;
 mod policy;
