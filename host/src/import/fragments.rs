@@ -65,6 +65,8 @@ struct Member {
     deployment: Deployment,
     alias: String,
     mode: &'static str,
+    /// `free`, `subscription`, `paid` or `local`: what orders its chains.
+    tier: String,
 }
 
 /// Builds the files for `source`, reporting every deployment it skips and
@@ -144,10 +146,12 @@ fn add(
             ),
         );
     }
+    let tier = tier_of(&profile, known.as_ref(), d);
     let member = Member {
         deployment: d.clone(),
         alias,
         mode,
+        tier,
     };
     let timeout = d.timeout.filter(|t| *t > 0.0);
     match groups
@@ -492,6 +496,16 @@ fn model_entry(m: &Member, profile: &Profile, credit: bool, report: &mut Report)
     entry
 }
 
+/// The tier the model will have: the shipped model's, else the provider's.
+fn tier_of(profile: &Profile, known: Option<&Mapping>, d: &Deployment) -> String {
+    let provider = text(&profile.fields, "tier").unwrap_or("paid");
+    match known.and_then(|m| text(m, "tier")) {
+        Some(tier) => tier.to_owned(),
+        None if known.is_none() && paid_on_a_free_tier(profile, d) => "paid".into(),
+        None => provider.to_owned(),
+    }
+}
+
 /// An OpenRouter model that is not a `:free` one is paid for, though the
 /// provider's tier is free.
 fn paid_on_a_free_tier(profile: &Profile, d: &Deployment) -> bool {
@@ -589,7 +603,7 @@ fn chains(
     let mut out = BTreeMap::new();
     for (name, group) in &by_name {
         let head = group[0];
-        let mut chain: Vec<String> = group[1..].iter().map(|m| m.alias.clone()).collect();
+        let mut chain: Vec<&Member> = group[1..].to_vec();
         let own = fallbacks.get(*name);
         let targets: Vec<(String, String)> = match own {
             Some(list) => list.clone(),
@@ -618,8 +632,8 @@ fn chains(
                         &at,
                         format!("`{name}` → `{}`: it serves {}, `{name}` serves {}; left out of the chain", m.alias, m.mode, head.mode),
                     );
-                } else if !chain.contains(&m.alias) && m.alias != head.alias {
-                    chain.push(m.alias.clone());
+                } else if !chain.iter().any(|c| c.alias == m.alias) && m.alias != head.alias {
+                    chain.push(m);
                 }
             }
         }
@@ -632,11 +646,43 @@ fn chains(
                 ),
             );
         }
+        report_tier_order(head, &chain, report);
         if !chain.is_empty() {
-            out.insert(head.alias.clone(), chain);
+            out.insert(
+                head.alias.clone(),
+                chain.iter().map(|m| m.alias.clone()).collect(),
+            );
         }
     }
     out
+}
+
+/// Tollgate spends free tiers first, so a chain that falls back from a
+/// paid or local model to a free one tries the free one first: unlike
+/// LiteLLM, where a fallback waits for a failure.
+fn report_tier_order(head: &Member, chain: &[&Member], report: &mut Report) {
+    let rank = |tier: &str| match tier {
+        "free" => 0,
+        "subscription" => 1,
+        "paid" => 2,
+        _ => 3,
+    };
+    let before: Vec<String> = chain
+        .iter()
+        .filter(|m| rank(&m.tier) < rank(&head.tier))
+        .map(|m| format!("{} ({})", m.alias, m.tier))
+        .collect();
+    if !before.is_empty() {
+        report.changed(
+            &head.alias,
+            format!(
+                "free tiers go first, so {} will be tried before `{}` ({}); to keep LiteLLM's order, give them the same tier",
+                before.join(", "),
+                head.alias,
+                head.tier
+            ),
+        );
+    }
 }
 
 /// Fallback targets by the name they start from, each with where it was
@@ -852,6 +898,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("serves embedding"), "{text}");
+    }
+
+    #[test]
+    fn a_free_fallback_of_a_paid_model_is_said_to_go_first() {
+        let (_, report) = plan(
+            "model_list:\n  - model_name: big\n    litellm_params: { model: openai/gpt-4o }\n  - model_name: free\n    litellm_params: { model: groq/llama-3.1-8b-instant }\nrouter_settings:\n  fallbacks: [{big: [free]}]\n",
+        );
+        let text = report.to_string();
+        assert!(
+            text.contains("free (free) will be tried before `big` (paid)"),
+            "{text}"
+        );
     }
 
     #[test]
