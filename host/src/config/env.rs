@@ -74,6 +74,11 @@ impl Env {
     }
 }
 
+/// Whether `name` can be a `${NAME}` reference: letters, digits and `_`.
+pub fn is_variable_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,8 +85,7 @@ impl Model {
 /// `${NAME}` → `NAME`.
 pub(super) fn key_reference(text: &str) -> Option<&str> {
     let name = text.strip_prefix("${")?.strip_suffix('}')?;
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    valid.then_some(name)
+    super::env::is_variable_name(name).then_some(name)
 }
 
 pub(super) fn resolve_provider(file: &ProviderFile, path: &Path, env: &Env) -> Provider {

@@ -7,6 +7,7 @@
 use super::litellm::{Deployment, Fallback, Setting, Source};
 use super::providers::{self, Profile, Shipped, flag_of, text};
 use super::report::Report;
+use crate::config::env::is_variable_name;
 use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -62,12 +63,19 @@ struct Group {
 
 /// A deployment that maps, with the alias and mode it gets.
 struct Member {
+    /// Its place in `model_list`: the first of a `model_name` heads its chain.
+    order: usize,
     deployment: Deployment,
     alias: String,
     mode: &'static str,
     /// `free`, `subscription`, `paid` or `local`: what orders its chains.
     tier: String,
+    /// The shipped model it matches, for limits, price and GPU needs.
+    known: Option<Mapping>,
 }
+
+/// The deployments of each `model_name`, in the order of `model_list`.
+type ByName<'a> = Vec<(&'a str, Vec<&'a Member>)>;
 
 /// Builds the files for `source`, reporting every deployment it skips and
 /// every change in behaviour. `report.imported` and `report.chains` are set.
@@ -75,8 +83,8 @@ pub fn build(source: &Source, report: &mut Report, header: &Header) -> Plan {
     let shipped = Shipped::load();
     let mut groups: Vec<Group> = Vec::new();
     let mut taken: HashSet<String> = HashSet::new();
-    for d in &source.deployments {
-        if let Err(why) = add(d, &shipped, &mut groups, &mut taken, report) {
+    for (order, d) in source.deployments.iter().enumerate() {
+        if let Err(why) = add(order, d, &shipped, &mut groups, &mut taken, report) {
             report.unmapped(&d.at, format!("`{}`: {why}; not imported", d.model_name));
         }
     }
@@ -90,8 +98,8 @@ pub fn build(source: &Source, report: &mut Report, header: &Header) -> Plan {
         plan.files
             .push(fragment(group, name, source, header, report));
     }
-    let members: Vec<&Member> = groups.iter().flat_map(|g| &g.members).collect();
-    let chains = chains(source, &members, report);
+    let by_name = by_name(&groups);
+    let chains = chains(source, &by_name, report);
     report.chains = chains.len();
     if !chains.is_empty() {
         plan.files.push(Planned {
@@ -100,7 +108,7 @@ pub fn build(source: &Source, report: &mut Report, header: &Header) -> Plan {
             fragment: None,
         });
     }
-    if let Some(text) = policies(source, &members, report, header) {
+    if let Some(text) = policies(source, &by_name, report, header) {
         plan.files.push(Planned {
             file_name: crate::config::POLICIES_FILE.into(),
             text,
@@ -112,6 +120,7 @@ pub fn build(source: &Source, report: &mut Report, header: &Header) -> Plan {
 
 /// Places one deployment in its group, or says why it cannot be imported.
 fn add(
+    order: usize,
     d: &Deployment,
     shipped: &Shipped,
     groups: &mut Vec<Group>,
@@ -148,10 +157,12 @@ fn add(
     }
     let tier = tier_of(&profile, known.as_ref(), d);
     let member = Member {
+        order,
         deployment: d.clone(),
         alias,
         mode,
         tier,
+        known,
     };
     let timeout = d.timeout.filter(|t| *t > 0.0);
     match groups
@@ -279,7 +290,7 @@ fn guess_mode(model: &str) -> &'static str {
 fn key_of(d: &Deployment, report: &mut Report) -> Key {
     match &d.api_key {
         None => Key::Shipped,
-        Some(Setting::Env(name)) if valid_variable(name) => Key::Env(name.clone()),
+        Some(Setting::Env(name)) if is_variable_name(name) => Key::Env(name.clone()),
         Some(Setting::Env(name)) => {
             report.changed(
                 &d.at,
@@ -320,10 +331,6 @@ fn placeholder(value: &str) -> bool {
             | "sk-none"
             | "ollama"
     )
-}
-
-fn valid_variable(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `groq` for the first account of a provider, `groq-2` for the next.
@@ -458,12 +465,12 @@ fn set_response_timeout(fields: &mut Mapping, seconds: f64) {
 /// needs where there is one, LiteLLM's rpm, tpm and prices on top.
 fn model_entry(m: &Member, profile: &Profile, credit: bool, report: &mut Report) -> Mapping {
     let d = &m.deployment;
-    let known = known_model(profile, d);
+    let known = m.known.as_ref();
     let mut entry = Mapping::new();
     entry.insert("alias".into(), m.alias.clone().into());
     entry.insert("model".into(), d.model.clone().into());
     entry.insert("mode".into(), m.mode.into());
-    if let Some(known) = &known {
+    if let Some(known) = known {
         for key in ["tier", "limits", "price", "gpu", "unsupported", "notes"] {
             if let Some(value) = known.get(key) {
                 entry.insert(key.into(), value.clone());
@@ -576,15 +583,10 @@ fn highest_price(profile: &Profile) -> Value {
     Value::Mapping(map)
 }
 
-/// Each `model_name`'s chain: its other deployments first (LiteLLM's load
-/// balancing), then its fallbacks (or the default ones), each fallback name
-/// expanded to all of that name's deployments.
-fn chains(
-    source: &Source,
-    members: &[&Member],
-    report: &mut Report,
-) -> BTreeMap<String, Vec<String>> {
-    let mut by_name: Vec<(&str, Vec<&Member>)> = Vec::new();
+fn by_name(groups: &[Group]) -> ByName<'_> {
+    let mut members: Vec<&Member> = groups.iter().flat_map(|g| &g.members).collect();
+    members.sort_by_key(|m| m.order);
+    let mut by_name: ByName = Vec::new();
     for m in members {
         let name = m.deployment.model_name.as_str();
         match by_name.iter_mut().find(|(n, _)| *n == name) {
@@ -592,16 +594,18 @@ fn chains(
             None => by_name.push((name, vec![m])),
         }
     }
-    let deployments_of = |name: &str| {
-        by_name
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, l)| l.clone())
-    };
+    by_name
+}
+
+/// Each `model_name`'s chain: its other deployments first (LiteLLM's load
+/// balancing), then its fallbacks (or the default ones), each fallback name
+/// expanded to all of that name's deployments.
+fn chains(source: &Source, by_name: &ByName, report: &mut Report) -> BTreeMap<String, Vec<String>> {
+    let deployments_of = |name: &str| by_name.iter().find(|(n, _)| *n == name).map(|(_, l)| l);
     let fallbacks = fallbacks_by_head(source, report);
-    report_unknown_heads(&fallbacks, &deployments_of, source, report);
+    report_unknown_heads(&fallbacks, by_name, source, report);
     let mut out = BTreeMap::new();
-    for (name, group) in &by_name {
+    for (name, group) in by_name {
         let head = group[0];
         let mut chain: Vec<&Member> = group[1..].to_vec();
         let own = fallbacks.get(*name);
@@ -715,16 +719,16 @@ fn fallbacks_by_head(
     by_head
 }
 
-fn report_unknown_heads<'a>(
+fn report_unknown_heads(
     fallbacks: &HashMap<String, Vec<(String, String)>>,
-    deployments_of: &dyn Fn(&str) -> Option<Vec<&'a Member>>,
+    by_name: &ByName,
     source: &Source,
     report: &mut Report,
 ) {
     let mut heads: Vec<&String> = fallbacks.keys().collect();
     heads.sort();
     for head in heads {
-        if deployments_of(head).is_none() {
+        if !by_name.iter().any(|(n, _)| n == head) {
             let at = source
                 .fallbacks
                 .iter()
@@ -762,7 +766,7 @@ fn yaml_scalar(name: &str) -> String {
 /// asks for something other than the default order.
 fn policies(
     source: &Source,
-    members: &[&Member],
+    by_name: &ByName,
     report: &mut Report,
     header: &Header,
 ) -> Option<String> {
@@ -790,14 +794,10 @@ fn policies(
             None
         }
     };
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for m in members {
-        *counts.entry(m.deployment.model_name.as_str()).or_insert(0) += 1;
-    }
-    let mut balanced: Vec<&str> = members
+    let mut balanced: Vec<&str> = by_name
         .iter()
-        .filter(|m| m.alias == m.deployment.model_name && counts[m.alias.as_str()] > 1)
-        .map(|m| m.alias.as_str())
+        .filter(|(_, group)| group.len() > 1)
+        .map(|(_, group)| group[0].alias.as_str())
         .collect();
     balanced.sort();
     if default.is_none() && balanced.is_empty() {
@@ -910,6 +910,17 @@ mod tests {
             text.contains("free (free) will be tried before `big` (paid)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_first_deployment_of_a_name_heads_its_chain_whatever_its_provider() {
+        let (plan, _) = plan(
+            "model_list:\n  - model_name: a\n    litellm_params: { model: groq/llama-3.1-8b-instant }\n  - model_name: b\n    litellm_params: { model: cerebras/llama3.1-8b }\n  - model_name: b\n    litellm_params: { model: groq/llama-3.3-70b-versatile }\n",
+        );
+        let chains: BTreeMap<String, Vec<String>> =
+            serde_yaml::from_str(file(&plan, "fallbacks.yaml")).unwrap();
+        assert_eq!(chains["b"], ["b-groq"]);
+        assert!(file(&plan, "policies.yaml").contains("  b: most-headroom"));
     }
 
     #[test]

@@ -250,22 +250,25 @@ fn read_model_list(value: &Value, source: &mut Source, report: &mut Report) {
 
 fn deployment(entry: &Value, at: &str) -> Result<Deployment, String> {
     let map = entry.as_mapping().ok_or("not a mapping")?;
-    let model_name = get(map, "model_name")
+    let model_name = map
+        .get("model_name")
         .and_then(scalar)
         .filter(|n| !n.trim().is_empty())
         .ok_or("it has no model_name")?;
-    let params = get(map, "litellm_params")
+    let params = map
+        .get("litellm_params")
         .and_then(Value::as_mapping)
         .ok_or_else(|| format!("`{model_name}` has no litellm_params"))?;
-    let full = get(params, "model")
+    let full = params
+        .get("model")
         .and_then(scalar)
         .filter(|m| !m.trim().is_empty())
         .ok_or_else(|| format!("`{model_name}` has no litellm_params.model"))?;
     let (provider, model) = split_provider(&full);
-    let info = get(map, "model_info").and_then(Value::as_mapping);
+    let info = map.get("model_info").and_then(Value::as_mapping);
     let cost = |key: &str| {
-        info.and_then(|i| get(i, key))
-            .or_else(|| get(params, key))
+        info.and_then(|i| i.get(key))
+            .or_else(|| params.get(key))
             .and_then(number)
     };
     let deployment = Deployment {
@@ -273,16 +276,18 @@ fn deployment(entry: &Value, at: &str) -> Result<Deployment, String> {
         model_name: model_name.clone(),
         provider,
         model,
-        api_base: get(params, "api_base").and_then(Setting::parse),
-        api_key: get(params, "api_key").and_then(Setting::parse),
-        rpm: get(params, "rpm")
+        api_base: params.get("api_base").and_then(Setting::parse),
+        api_key: params.get("api_key").and_then(Setting::parse),
+        rpm: params
+            .get("rpm")
             .and_then(number)
             .map(|n| n.max(0.0) as u64),
-        tpm: get(params, "tpm")
+        tpm: params
+            .get("tpm")
             .and_then(number)
             .map(|n| n.max(0.0) as u64),
-        timeout: get(params, "timeout").and_then(number),
-        mode: info.and_then(|i| get(i, "mode")).and_then(scalar),
+        timeout: params.get("timeout").and_then(number),
+        mode: info.and_then(|i| i.get("mode")).and_then(scalar),
         input_cost_per_token: cost("input_cost_per_token"),
         output_cost_per_token: cost("output_cost_per_token"),
         cost_per_image: cost("output_cost_per_image").or_else(|| cost("input_cost_per_image")),
@@ -451,7 +456,7 @@ fn explain_top_level(key: &str) -> &'static str {
 
 /// Fallbacks in either form LiteLLM accepts: a list of one-key mappings
 /// (`[{gpt-4o: [gpt-4o-mini]}]`) or one mapping (`{gpt-4o: [gpt-4o-mini]}`).
-pub fn fallback_entries(value: &Value, source: &str, report: &mut Report) -> Vec<Fallback> {
+fn fallback_entries(value: &Value, source: &str, report: &mut Report) -> Vec<Fallback> {
     let mut out = Vec::new();
     match value {
         Value::Sequence(items) => {
@@ -480,10 +485,6 @@ fn take_fallbacks(map: &Mapping, source: &str, out: &mut Vec<Fallback>, report: 
             None => report.unmapped(source, "a fallback key that is not a model name"),
         }
     }
-}
-
-fn get<'a>(map: &'a Mapping, key: &str) -> Option<&'a Value> {
-    map.get(Value::String(key.to_owned()))
 }
 
 fn list(value: &Value) -> Vec<Value> {
