@@ -41,6 +41,11 @@ bench-plugin:
 bench-pair ROUNDS="20":
     cargo bench -p tollgate --bench proxy -- --pair {{ROUNDS}}
 
+# One gateway's chat, Messages and Responses endpoints side by side: the
+# latency each inbound translation adds to chat's path.
+bench-protocols ROUNDS="10":
+    cargo bench -p tollgate --bench proxy -- --protocols {{ROUNDS}}
+
 # Ten minutes of load at concurrency 32, printing Tollgate's RSS as it goes.
 soak SECS="600":
     cargo bench -p tollgate --bench proxy -- --soak {{SECS}}

@@ -9,8 +9,10 @@
 //! memory is its own. Everything shares the machine's cores, as it would.
 //!
 //! `cargo bench -p tollgate --bench proxy` (or `just bench`) prints the
-//! README's table; `-- --soak SECS` runs the soak instead, and `-- --pair
-//! ROUNDS` two gateways against each other (see `pair_run`). `BENCH_CPUS=0`
+//! README's table; `-- --soak SECS` runs the soak instead, `-- --pair
+//! ROUNDS` two gateways against each other (see `pair_run`), and
+//! `-- --protocols ROUNDS` one gateway's three chat protocols side by side
+//! (see `protocols_run`). `BENCH_CPUS=0`
 //! runs every process on one core (see `pin_from_env`); `BENCH_AWAKE=1`
 //! keeps the cores from idling (see `Awake`).
 
@@ -27,7 +29,7 @@ mod common;
 use common::load::*;
 use common::machine::*;
 use common::processes::*;
-use common::{COMPLETION, ROLE};
+use common::{COMPLETION, MESSAGES_REQUEST, REQUEST, RESPONSES_REQUEST, ROLE};
 
 /// Chunks a streamed answer has.
 const CHUNKS: usize = 8;
@@ -274,6 +276,9 @@ fn main() {
     }
     let gateway = tollgate(mock.addr, dir.path(), &tollgate_binary(), None);
     std::thread::sleep(Duration::from_millis(300));
+    if let Some(rounds) = flag_value(&args, "--protocols") {
+        return protocols_run(&gateway, rounds.unwrap_or(10), &runtime, &one_thread);
+    }
     let idle_rss = gateway.rss_kb("VmRSS:");
     if let Some(secs) = soak {
         return runtime.block_on(soak_run(&gateway, secs, idle_rss));
@@ -483,6 +488,56 @@ async fn pair_run(mock: &Process, bare: &Process, rounds: u64) {
         median(&mut ratios.1),
         median(&mut ratios.2)
     );
+}
+
+/// The same request as OpenAI chat, Anthropic Messages and OpenAI
+/// Responses, to one gateway and the same upstream, in `rounds` rounds of
+/// 1 s per protocol at concurrency 1 (p50 latency) and at 32 (throughput),
+/// the order turning each round: what each inbound translation adds to
+/// chat's path.
+fn protocols_run(
+    gateway: &Process,
+    rounds: u64,
+    runtime: &tokio::runtime::Runtime,
+    one_thread: &tokio::runtime::Runtime,
+) {
+    let base = format!("http://{}/v1", gateway.addr);
+    let targets = [
+        ("chat", format!("{base}/chat/completions"), REQUEST),
+        ("messages", format!("{base}/messages"), MESSAGES_REQUEST),
+        ("responses", format!("{base}/responses"), RESPONSES_REQUEST),
+    ];
+    for (_, url, body) in &targets {
+        let warm = runtime.block_on(closed_loop_with(url, body, 32, Duration::from_secs(1)));
+        assert!(warm.errors == 0 && warm.requests > 0, "{url} failed");
+    }
+    let slice = Duration::from_secs(1);
+    let mut c1: Vec<Sample> = targets.iter().map(|_| Sample::default()).collect();
+    let mut c32: Vec<Sample> = c1.clone();
+    for round in 0..rounds as usize {
+        for k in 0..targets.len() {
+            let i = (k + round) % targets.len();
+            let (_, url, body) = &targets[i];
+            c1[i].absorb(one_thread.block_on(closed_loop_with(url, body, 1, slice)));
+            c32[i].absorb(runtime.block_on(closed_loop_with(url, body, 32, slice)));
+        }
+        eprintln!("round {} of {rounds} measured", round + 1);
+    }
+    println!(
+        "| protocol | p50, concurrency 1 | added to chat | requests/s, concurrency 32 | / chat |"
+    );
+    println!("|---|---|---|---|---|");
+    for (i, (name, _, _)) in targets.iter().enumerate() {
+        println!(
+            "| {name} | {:.0} µs | {:+.0} µs | {:.0} | {:.3} |",
+            c1[i].pct(0.5),
+            c1[i].pct(0.5) - c1[0].pct(0.5),
+            c32[i].rps(),
+            c32[i].rps() / c32[0].rps()
+        );
+    }
+    let errors: u64 = c1.iter().chain(&c32).map(|s| s.errors).sum();
+    println!("errors: {errors}");
 }
 
 /// Load at concurrency 32 for `secs`, printing Tollgate's RSS every 10 s.

@@ -7,7 +7,7 @@ use crate::types::{
 };
 
 /// The first value of a header, compared case-insensitively.
-pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))

@@ -54,7 +54,7 @@ use core::marker::PhantomData;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "adapter-plugin",
+        world: "native-adapter-plugin",
         pub_export_macro: true,
         export_macro_name: "export_raw",
         default_bindings_module: "tollgate_sdk::bindings",
@@ -118,6 +118,25 @@ pub trait Adapter: 'static {
     }
 
     fn open_stream(target: &Target, request: &ClientRequest) -> Self::Stream;
+
+    /// The client protocols this adapter takes as they are, because its
+    /// provider speaks them (`anthropic-messages`); see the WIT file's
+    /// `native` interface. Defaults to none: the host sends OpenAI chat.
+    fn native_protocols() -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The upstream request for a client request in one of
+    /// [`Adapter::native_protocols`], its body as the client sent it.
+    fn build_native_request(
+        _target: &Target,
+        protocol: &str,
+        _headers: &[(String, String)],
+        _body: &str,
+        _stream: bool,
+    ) -> Result<UpstreamRequest, String> {
+        Err(format!("this adapter does not take `{protocol}` as it is"))
+    }
 
     /// Loading and unloading models on a local backend. Defaults to nothing to do.
     fn control(
@@ -292,6 +311,22 @@ impl<A: Adapter> wit_adapter::Guest for Export<A> {
         previous: Option<UpstreamResponse>,
     ) -> Result<ControlStep, String> {
         A::control(&target, action, step, previous)
+    }
+}
+
+impl<A: Adapter> bindings::exports::tollgate::plugin::native::Guest for Export<A> {
+    fn protocols() -> Vec<String> {
+        A::native_protocols()
+    }
+
+    fn build_native_request(
+        target: Target,
+        protocol: String,
+        headers: Vec<(String, String)>,
+        body: String,
+        stream: bool,
+    ) -> Result<UpstreamRequest, String> {
+        A::build_native_request(&target, &protocol, &headers, &body, stream)
     }
 }
 

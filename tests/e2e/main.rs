@@ -6,10 +6,12 @@ mod support {
     pub mod gateway;
     pub mod local;
     pub mod mock;
+    pub mod python;
     pub mod scripted;
 }
 
 mod access;
+mod agents;
 mod anthropic;
 mod chat;
 mod cli;

@@ -5,47 +5,11 @@
 
 use crate::support::gateway::Setup;
 use crate::support::mock::{Behavior, Mock};
-use serde_json::Value;
-use std::process::Command;
-
-/// True (after saying so) when the `openai` Python package is missing; under
-/// CI that fails the test instead.
-fn client_missing() -> bool {
-    let available = Command::new("python3")
-        .args(["-c", "import openai"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install the `openai` Python package"
-        );
-        eprintln!("SKIPPED: the `openai` Python package is not installed (pip install openai)");
-    }
-    !available
-}
-
-/// Runs `tests/e2e/NAME` with python3 and returns the JSON it printed.
-async fn run_script(name: &str, args: &[&str]) -> Value {
-    let script = format!("{}/../tests/e2e/{name}", env!("CARGO_MANIFEST_DIR"));
-    let output = tokio::process::Command::new("python3")
-        .arg(script)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "python failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap()
-}
+use crate::support::python::{missing, run_script};
 
 #[tokio::test]
 async fn the_official_openai_client_works_against_tollgate() {
-    if client_missing() {
+    if missing(&["openai"]) {
         return;
     }
     let mock = Mock::start("alpha").await;
@@ -82,7 +46,7 @@ async fn the_official_openai_client_works_against_tollgate() {
 
 #[tokio::test]
 async fn the_official_client_uses_every_mode_and_the_anthropic_adapter() {
-    if client_missing() {
+    if missing(&["openai"]) {
         return;
     }
     let local = crate::modes::openai_like("local").await;

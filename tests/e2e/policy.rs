@@ -97,7 +97,7 @@ async fn a_plugin_built_against_wit_0_1_0_still_serves() {
         .start();
     let report = plugins(&gateway).await;
     assert_eq!(row(&report, "legacy")["wit_version"], "0.1.0");
-    assert_eq!(row(&report, "openai")["wit_version"], "0.1.1");
+    assert_eq!(row(&report, "openai")["wit_version"], "0.1.2");
     let reply = gateway.chat(hello("old-chat")).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(content(&reply.json()), "hello from old");

@@ -68,7 +68,12 @@ async fn admin_plugins_lists_what_is_loaded() {
     let openai = row(&report, "openai");
     assert_eq!(openai["kind"], "adapter");
     assert_eq!(openai["source"], "bundled");
-    assert_eq!(openai["wit_version"], "0.1.1");
+    assert_eq!(openai["wit_version"], "0.1.2");
+    assert_eq!(openai["takes_as_is"], serde_json::json!([]));
+    assert_eq!(
+        row(&report, "anthropic")["takes_as_is"],
+        serde_json::json!(["anthropic-messages"])
+    );
     assert_eq!(row(&report, "free-first")["kind"], "policy");
     assert_eq!(row(&report, "most-headroom")["kind"], "policy");
     assert_eq!(openai["loaded"], true);

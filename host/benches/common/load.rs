@@ -45,6 +45,16 @@ pub(crate) fn client() -> reqwest::Client {
 
 /// `concurrency` clients in a closed loop for `duration`.
 pub(crate) async fn closed_loop(url: &str, concurrency: usize, duration: Duration) -> Sample {
+    closed_loop_with(url, REQUEST, concurrency, duration).await
+}
+
+/// [`closed_loop`] sending `body` (another protocol's request).
+pub(crate) async fn closed_loop_with(
+    url: &str,
+    body: &'static str,
+    concurrency: usize,
+    duration: Duration,
+) -> Sample {
     let client = client();
     let started = Instant::now();
     let stop = started + duration;
@@ -55,7 +65,7 @@ pub(crate) async fn closed_loop(url: &str, concurrency: usize, duration: Duratio
                 let mut sample = Sample::default();
                 while Instant::now() < stop {
                     let t = Instant::now();
-                    match one(&client, &url).await {
+                    match one_with(&client, &url, body).await {
                         true => {
                             sample.requests += 1;
                             sample.latencies.push(t.elapsed().as_micros() as u32);
@@ -111,10 +121,14 @@ pub(crate) async fn merge(tasks: Vec<tokio::task::JoinHandle<Sample>>, started: 
 }
 
 pub(crate) async fn one(client: &reqwest::Client, url: &str) -> bool {
+    one_with(client, url, REQUEST).await
+}
+
+async fn one_with(client: &reqwest::Client, url: &str, body: &'static str) -> bool {
     let Ok(response) = client
         .post(url)
         .header("content-type", "application/json")
-        .body(REQUEST)
+        .body(body)
         .send()
         .await
     else {

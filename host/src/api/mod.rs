@@ -85,7 +85,7 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "invalid_api_key",
-            "missing or wrong API key: send the gateway's master key as `Authorization: Bearer <key>`",
+            "missing or wrong API key: send the gateway's master key as `Authorization: Bearer <key>` or `x-api-key: <key>`",
         )
     }
 

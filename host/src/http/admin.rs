@@ -30,6 +30,9 @@ struct PluginRow {
     wit_version: Option<String>,
     /// What the plugin says of itself.
     version: Option<String>,
+    /// The client protocols an adapter takes as they are (WIT `native`):
+    /// `anthropic-messages` for the Anthropic adapter.
+    takes_as_is: Vec<String>,
     /// `bundled`, or the file's path.
     source: String,
     digest: Option<String>,
@@ -72,6 +75,11 @@ pub fn plugins(state: &AppState, generation: &Generation) -> Response<Body> {
             kind: adapter.kind.name(),
             wit_version: Some(adapter.wit_version.clone()).filter(|v| !v.is_empty()),
             version: Some(adapter.info.version.clone()).filter(|v| !v.is_empty()),
+            takes_as_is: adapter
+                .native
+                .as_ref()
+                .map(|n| n.protocols.clone())
+                .unwrap_or_default(),
             source: source_name(&adapter.source),
             digest: Some(adapter.digest.clone()),
             loaded: true,
@@ -86,6 +94,7 @@ pub fn plugins(state: &AppState, generation: &Generation) -> Response<Body> {
                 kind: "adapter",
                 wit_version: None,
                 version: None,
+                takes_as_is: Vec::new(),
                 source: source_name(&failure.source),
                 digest: None,
                 loaded: false,

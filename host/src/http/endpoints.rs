@@ -336,6 +336,7 @@ pub async fn transcriptions(gateway: &Gateway, request: Request<Incoming>) -> Re
         estimate: Estimate::new(TextSize::default(), None, Some(0)),
         features: Vec::new(),
         uploads: form.uploads,
+        native: None,
     };
     gateway.serve(&model, &inbound).await
 }
@@ -365,8 +366,20 @@ async fn json_endpoint<E: Envelope>(
 /// Reads and checks the body, keeping its text for the adapter.
 async fn parse<E: Envelope>(request: Request<Incoming>) -> Result<(String, Inbound), ApiError> {
     let body = read_body(request).await?;
-    let envelope: E = serde_json::from_slice(&body)
-        .map_err(|e| crate::http::validate::field_error::<E>(&body, e))?;
+    inbound::<E>(&body)
+}
+
+/// A chat request made by another inbound protocol (Anthropic Messages,
+/// OpenAI Responses), checked and sized as if a client had sent it to
+/// `/v1/chat/completions`: the model it names and the request to route.
+pub fn chat_inbound(body: &[u8]) -> Result<(String, Inbound), ApiError> {
+    inbound::<Chat>(body)
+}
+
+/// Checks and sizes one endpoint's JSON body.
+fn inbound<E: Envelope>(body: &[u8]) -> Result<(String, Inbound), ApiError> {
+    let envelope: E = serde_json::from_slice(body)
+        .map_err(|e| crate::http::validate::field_error::<E>(body, e))?;
     envelope.check().map_err(ApiError::bad_request)?;
     // serde_json accepted it, so it is valid UTF-8.
     let text = String::from_utf8(body.to_vec()).unwrap_or_default();
@@ -380,11 +393,12 @@ async fn parse<E: Envelope>(request: Request<Incoming>) -> Result<(String, Inbou
         estimate: envelope.estimate(),
         features: envelope.features(),
         uploads: Default::default(),
+        native: None,
     };
     Ok((envelope.model().to_owned(), inbound))
 }
 
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
     match Limited::new(request.into_body(), MAX_REQUEST_BODY)
         .collect()
         .await

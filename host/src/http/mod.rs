@@ -1,9 +1,15 @@
 //! The front door: the listener and its routes ([`server`]), the OpenAI
 //! endpoints that parse and check a body before anything is reserved
-//! ([`endpoints`], [`validate`]), and the operator's read-only views
-//! ([`admin`]).
+//! ([`endpoints`], [`validate`]), one module per other inbound protocol,
+//! each converting to and from the chat request the router serves
+//! ([`messages`] for Anthropic, [`responses`] for OpenAI Responses, both
+//! re-framing streams through [`events`]), and the operator's read-only
+//! views ([`admin`]).
 
 pub mod admin;
 pub mod endpoints;
+pub mod events;
+pub mod messages;
+pub mod responses;
 pub mod server;
 pub mod validate;

@@ -3,6 +3,7 @@
 use crate::api::{ApiError, Body, json_response};
 use crate::http::admin;
 use crate::http::endpoints;
+use crate::http::{messages, responses};
 use crate::route::Gateway;
 use crate::state::AppState;
 use hyper::body::Incoming;
@@ -24,6 +25,9 @@ use tokio::sync::mpsc;
 const PATHS: &[&str] = &[
     "/v1/models",
     "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/responses",
     "/v1/embeddings",
     "/v1/rerank",
     "/v1/audio/transcriptions",
@@ -179,11 +183,15 @@ async fn route(
     if path == "/health" {
         return json_response(StatusCode::OK, r#"{"status":"ok"}"#);
     }
+    let anthropic = path.starts_with("/v1/messages");
     if !authorized(state, &request) {
-        return ApiError::unauthorized().into_response();
+        return shaped(anthropic, ApiError::unauthorized());
     }
     let generation = state.current();
     match (method, path) {
+        (&Method::GET, "/v1/models") if request.headers().contains_key(ANTHROPIC_VERSION) => {
+            json_response(StatusCode::OK, generation.models_anthropic.clone())
+        }
         (&Method::GET, "/v1/models") => {
             json_response(StatusCode::OK, generation.models_json.clone())
         }
@@ -194,10 +202,21 @@ async fn route(
             endpoints::voices(&generation.gateway, &request).await
         }
         (&Method::POST, _) => post(&generation.gateway, request, path).await,
-        (_, p) if PATHS.contains(&p) => {
-            ApiError::method_not_allowed(method.as_str(), path).into_response()
-        }
-        _ => ApiError::route_not_found(method.as_str(), path).into_response(),
+        (_, p) if PATHS.contains(&p) => shaped(
+            anthropic,
+            ApiError::method_not_allowed(method.as_str(), path),
+        ),
+        _ => shaped(anthropic, ApiError::route_not_found(method.as_str(), path)),
+    }
+}
+
+/// An error in the route's protocol: Anthropic's under `/v1/messages`,
+/// OpenAI's elsewhere.
+fn shaped(anthropic: bool, error: ApiError) -> Response<Body> {
+    if anthropic {
+        messages::errors::response(&error)
+    } else {
+        error.into_response()
     }
 }
 
@@ -205,26 +224,39 @@ async fn route(
 async fn post(gateway: &Gateway, request: Request<Incoming>, path: &str) -> Response<Body> {
     match path {
         "/v1/chat/completions" => endpoints::chat(gateway, request).await,
+        "/v1/messages" => messages::messages(gateway, request).await,
+        "/v1/messages/count_tokens" => messages::count_tokens(request).await,
+        "/v1/responses" => responses::responses(gateway, request).await,
         "/v1/embeddings" => endpoints::embeddings(gateway, request).await,
         "/v1/rerank" => endpoints::rerank(gateway, request).await,
         "/v1/audio/transcriptions" => endpoints::transcriptions(gateway, request).await,
         "/v1/audio/speech" => endpoints::speech(gateway, request).await,
         "/v1/images/generations" => endpoints::images(gateway, request).await,
         p if PATHS.contains(&p) => ApiError::method_not_allowed("POST", p).into_response(),
-        p => ApiError::route_not_found("POST", p).into_response(),
+        p => shaped(
+            p.starts_with("/v1/messages"),
+            ApiError::route_not_found("POST", p),
+        ),
     }
 }
 
-/// True when no master key is set, or the bearer token equals it.
+/// The header every Anthropic client sends; its value is accepted as it is.
+const ANTHROPIC_VERSION: &str = "anthropic-version";
+
+/// True when no master key is set, or the key presented equals it, as
+/// `Authorization: Bearer` (OpenAI clients) or `x-api-key` (Anthropic's),
+/// on any route.
 fn authorized(state: &AppState, request: &Request<Incoming>) -> bool {
     let Some(key) = &state.master_key else {
         return true;
     };
-    let presented = request
-        .headers()
+    let headers = request.headers();
+    let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let presented = bearer
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .unwrap_or("");
     constant_time_eq(presented.as_bytes(), key.expose().as_bytes())
 }

@@ -22,8 +22,10 @@ use anyhow::Context;
 use wasmtime::Store;
 use wasmtime::component::{Component, ComponentExportIndex, Instance, ResourceAny, TypedFunc};
 
-pub(super) const ADAPTER: &str = "tollgate:plugin/adapter@0.1.1";
-pub(super) const POLICY: &str = "tollgate:plugin/policy@0.1.1";
+pub(super) const ADAPTER: &str = "tollgate:plugin/adapter@0.1.2";
+pub(super) const POLICY: &str = "tollgate:plugin/policy@0.1.2";
+/// Optional beside the adapter interface (since 0.1.2).
+pub(super) const NATIVE: &str = "tollgate:plugin/native@0.1.2";
 
 /// Whether `component` exports `interface` (at any compatible 0.1.x).
 pub(super) fn offers(component: &Component, interface: &str) -> bool {
@@ -100,6 +102,14 @@ interface_exports! {
     new_translator: "[constructor]translator" (&'a Target, &'a ClientRequest) -> ResourceAny;
     push: "[method]translator.push" (ResourceAny, &'a [u8]) -> Result<StreamOutput, String>;
     finish: "[method]translator.finish" (ResourceAny) -> Result<StreamOutput, String>;
+}
+
+interface_exports! {
+    /// The functions of `tollgate:plugin/native`.
+    NativeExports<'a> = NATIVE;
+    protocols: "protocols" () -> Vec<String>;
+    build_native_request: "build-native-request"
+        (&'a Target, &'a str, &'a [(String, String)], &'a str, bool) -> Result<UpstreamRequest, String>;
 }
 
 interface_exports! {

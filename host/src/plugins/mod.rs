@@ -31,7 +31,7 @@ use crate::clock::{Clock, SystemClock};
 use anyhow::{Context, Result};
 use bindings::PluginInfo;
 use calls::Calls;
-use exports::{AdapterExports, PolicyExports};
+use exports::{AdapterExports, NativeExports, PolicyExports};
 use sandbox::Sandbox;
 pub use session::{Session, StreamSession};
 use spares::{Ready, Spares};
@@ -76,12 +76,30 @@ pub struct LoadedPlugin {
     /// When this version was loaded (Unix ms).
     pub loaded_at: u64,
     pub kind: Kind,
+    /// The client protocols an adapter takes as they are (WIT `native`),
+    /// with the functions that do it; `None` for most adapters.
+    pub native: Option<Native>,
     /// The component, linked: what each instance is made from.
     pre: InstancePre<Sandbox>,
     /// Whether its calls need a fiber (see `calls`).
     calls: Calls,
     /// Instances made ahead of need (see `spares`).
     spares: Spares,
+}
+
+/// An adapter's `native` interface, when it names protocols.
+pub struct Native {
+    pub protocols: Vec<String>,
+    exports: NativeExports,
+}
+
+impl LoadedPlugin {
+    /// Whether this adapter takes requests in `protocol` as they are.
+    pub fn speaks(&self, protocol: &str) -> bool {
+        self.native
+            .as_ref()
+            .is_some_and(|n| n.protocols.iter().any(|p| p == protocol))
+    }
 }
 
 /// Adapters are the plugins most of the host deals with.
@@ -350,7 +368,7 @@ impl PluginHost {
             .context("the component's imports do not match what the host provides")?;
         let name: Arc<str> = Arc::from(name);
         let calls = Calls::of(&component);
-        let (kind, info) = self.smoke_test(&name, &pre, calls).await?;
+        let (kind, info, native) = self.smoke_test(&name, &pre, calls).await?;
         Ok(Arc::new(LoadedPlugin {
             name,
             source,
@@ -359,6 +377,7 @@ impl PluginHost {
             loaded_at: SystemClock.now_ms(),
             info,
             kind,
+            native,
             pre,
             calls,
             spares: Spares::new(self.limits.spare_instances),
@@ -366,13 +385,14 @@ impl PluginHost {
     }
 
     /// Instantiates once, under the same limits as a request: finds and
-    /// type-checks the exported interface's functions, and calls `info`.
+    /// type-checks the exported interfaces' functions, and calls `info`
+    /// (and an adapter's `native.protocols`, when it has them).
     async fn smoke_test(
         &self,
         name: &Arc<str>,
         pre: &InstancePre<Sandbox>,
         calls: Calls,
-    ) -> Result<(Kind, PluginInfo)> {
+    ) -> Result<(Kind, PluginInfo, Option<Native>)> {
         let adapter = exports::offers(pre.component(), exports::ADAPTER);
         if !adapter && !exports::offers(pre.component(), exports::POLICY) {
             anyhow::bail!(
@@ -400,7 +420,12 @@ impl PluginHost {
             .map(|(info,)| info)
             .map_err(|e| PluginError::from_trap(name, e, store.data().last_words()))
             .map_err(|fault| anyhow::anyhow!("calling `info` failed: {fault}"))?;
-        Ok((kind, info))
+        let native = if adapter && exports::offers(pre.component(), exports::NATIVE) {
+            native(name, &mut store, &instance, calls).await?
+        } else {
+            None
+        };
+        Ok((kind, info, native))
     }
 
     /// A store for one instance, with the sandbox's limits and deadline.
@@ -484,6 +509,24 @@ impl PluginHost {
             self.limits.deadline_ticks(),
         ))
     }
+}
+
+/// An adapter's `native` interface, type-checked, and the protocols it
+/// names (`None` when it names none).
+async fn native(
+    name: &Arc<str>,
+    store: &mut Store<Sandbox>,
+    instance: &wasmtime::component::Instance,
+    calls: Calls,
+) -> Result<Option<Native>> {
+    let exports = NativeExports::checked(store, instance)?;
+    let protocols = exports.protocols(store, instance)?;
+    let (protocols,) = calls
+        .call(protocols, store, ())
+        .await
+        .map_err(|e| PluginError::from_trap(name, e, store.data().last_words()))
+        .map_err(|fault| anyhow::anyhow!("calling `native.protocols` failed: {fault}"))?;
+    Ok((!protocols.is_empty()).then_some(Native { protocols, exports }))
 }
 
 /// The version of the `tollgate:plugin` interface a component exports, read

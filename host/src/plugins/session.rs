@@ -58,12 +58,48 @@ impl Session {
         let Kind::Adapter(exports) = &self.adapter.kind else {
             unreachable!("sessions are made only for adapters");
         };
+        let func = lookup(exports, &mut self.store, &self.instance);
+        self.invoke(func, params).await
+    }
+
+    async fn invoke<P, R>(
+        &mut self,
+        func: wasmtime::Result<TypedFunc<P, (R,)>>,
+        params: P,
+    ) -> Result<R, PluginError>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: Lift + Send + Sync + 'static,
+        (R,): ComponentNamedList + Lift,
+    {
         self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = match lookup(exports, &mut self.store, &self.instance) {
+        let result = match func {
             Ok(func) => self.adapter.calls.call(func, &mut self.store, params).await,
             Err(e) => Err(e),
         };
         result.map(|(value,)| value).map_err(|e| self.fault(e))
+    }
+
+    /// The upstream request for a client request in `protocol`, its body
+    /// as the client sent it (WIT `native.build-native-request`). The
+    /// caller checked that the adapter speaks `protocol`.
+    pub async fn build_native_request(
+        &mut self,
+        target: &Target,
+        protocol: &str,
+        headers: &[(String, String)],
+        body: &str,
+        stream: bool,
+    ) -> Result<Result<UpstreamRequest, String>, PluginError> {
+        let adapter = self.adapter.clone();
+        let Some(native) = &adapter.native else {
+            return Ok(Err(format!("the adapter does not take `{protocol}`")));
+        };
+        let func = native
+            .exports
+            .build_native_request(&mut self.store, &self.instance);
+        self.invoke(func, (target, protocol, headers, body, stream))
+            .await
     }
 
     pub async fn build_request(

@@ -35,7 +35,19 @@ impl Gateway {
         })?;
         let target = target_of(model);
         let mut session = self.plugins.session(adapter).await?;
-        let upstream_request = match session.build_request(&target, request).await? {
+        let native = inbound
+            .native
+            .as_ref()
+            .filter(|n| adapter.speaks(n.protocol.name));
+        let built = match native {
+            Some(n) => {
+                session
+                    .build_native_request(&target, n.protocol.name, &n.headers, &n.body, n.stream)
+                    .await?
+            }
+            None => session.build_request(&target, request).await?,
+        };
+        let upstream_request = match built {
             Ok(built) => built,
             Err(message) => {
                 return Err(Failed::Final(ApiError::bad_request(
@@ -59,6 +71,11 @@ impl Gateway {
         hold.read_headers(&response, self.ledger.now());
         if !response.status().is_success() {
             return Err(self.failure(model, session, &target, response).await);
+        }
+        if let Some(native) = native {
+            return self
+                .native_answer(model, native, kind, response, hold)
+                .await;
         }
         match kind {
             ResponseKind::EventStream => {

@@ -18,6 +18,7 @@
 mod attempt;
 mod hold;
 mod local;
+pub mod native;
 mod notes;
 pub mod policy;
 mod relay;
@@ -70,6 +71,9 @@ pub struct Inbound {
     pub features: Vec<Feature>,
     /// Files of a multipart request, spooled to disk.
     pub uploads: Uploads,
+    /// The request as the client sent it, when it came in another protocol
+    /// than OpenAI's (for an adapter that takes that protocol as it is).
+    pub native: Option<native::NativeRequest>,
 }
 
 impl Inbound {
@@ -80,6 +84,7 @@ impl Inbound {
             estimate,
             features: Vec::new(),
             uploads: Uploads::default(),
+            native: None,
         }
     }
 }
@@ -152,7 +157,8 @@ impl Gateway {
                 Err(Failed::Next { reason, kind }) => {
                     let reason = self.redactor.scrub(&reason);
                     tracing::warn!(alias = %model.alias, provider = %model.provider.name, "attempt failed: {reason}");
-                    notes.push(Note::failed(model, reason, kind));
+                    let cooling = self.cooling_until(hop, kind);
+                    notes.push(Note::failed(model, reason, kind).retry_at(cooling));
                     let left = (hops.len() - index - 1) as u32;
                     if left > 0
                         && !self
@@ -199,6 +205,16 @@ impl Gateway {
             }
             return Ok((result, hold.status));
         }
+    }
+
+    /// When a candidate that just failed for its limits comes out of the
+    /// cooldown the ledger put it in (for the client's `retry-after`).
+    fn cooling_until(&self, hop: &Hop, kind: FailureKind) -> Option<u64> {
+        if !matches!(kind, FailureKind::RateLimited | FailureKind::QuotaExhausted) {
+            return None;
+        }
+        let cooldown = self.ledger.outlook(&hop.plan).cooldown_ms;
+        (cooldown > 0).then(|| self.ledger.now() + cooldown)
     }
 
     /// Whether a failed attempt was a local backend refusing a job for the

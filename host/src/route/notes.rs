@@ -66,6 +66,12 @@ impl Note {
         }
     }
 
+    /// When it may be tried again, if known.
+    pub(super) fn retry_at(mut self, at: Option<u64>) -> Self {
+        self.retry_at = at;
+        self
+    }
+
     pub(super) fn failed(model: &Arc<Model>, reason: String, kind: FailureKind) -> Self {
         Note {
             model: model.clone(),

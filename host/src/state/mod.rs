@@ -19,14 +19,19 @@ pub struct Generation {
     pub gateway: Gateway,
     /// `/v1/models`, rendered once per generation.
     pub models_json: Bytes,
+    /// `/v1/models` in Anthropic's shape, for clients that send
+    /// `anthropic-version`: the chat models only, as Anthropic lists.
+    pub models_anthropic: Bytes,
 }
 
 impl Generation {
     fn new(gateway: Gateway) -> Self {
         let models_json = models_body(&gateway);
+        let models_anthropic = anthropic_models_body(&gateway);
         Generation {
             gateway,
             models_json,
+            models_anthropic,
         }
     }
 }
@@ -77,4 +82,29 @@ fn models_body(gateway: &Gateway) -> Bytes {
         })
         .collect();
     Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+}
+
+/// Anthropic's model list: `type`, `id`, `display_name`, `created_at`, and
+/// one page (`has_more` false).
+fn anthropic_models_body(gateway: &Gateway) -> Bytes {
+    let data: Vec<serde_json::Value> = gateway
+        .catalog
+        .models
+        .iter()
+        .filter(|m| m.enabled() && m.mode == crate::config::Mode::Chat)
+        .map(|m| {
+            serde_json::json!({
+                "type": "model",
+                "id": m.alias,
+                "display_name": m.alias,
+                "created_at": "1970-01-01T00:00:00Z",
+            })
+        })
+        .collect();
+    let first = data.first().map(|m| m["id"].clone());
+    let last = data.last().map(|m| m["id"].clone());
+    Bytes::from(
+        serde_json::json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
+            .to_string(),
+    )
 }

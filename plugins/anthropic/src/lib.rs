@@ -1,9 +1,11 @@
 //! The adapter for Anthropic's Messages API (`POST /v1/messages`).
 //!
-//! Clients speak OpenAI chat; this plugin translates both ways: system
-//! prompts, images, tool definitions, tool calls and results, stop reasons,
-//! usage, and the event stream (see [`stream`]). The key goes in `x-api-key`,
-//! placed by the host.
+//! Clients speaking OpenAI chat are translated both ways: system prompts,
+//! images, tool definitions, tool calls and results, stop reasons, usage,
+//! and the event stream (see [`stream`]). Clients speaking Anthropic
+//! Messages themselves (`/v1/messages`: Claude Code, the `anthropic` SDKs)
+//! are passed through as they are ([`native`]), thinking blocks, `top_k`
+//! and betas included. The key goes in `x-api-key`, placed by the host.
 //!
 //! `adapter_options` understood:
 //! - `version`: the `anthropic-version` header (default `2023-06-01`).
@@ -11,6 +13,7 @@
 //!   requires one; default 4096).
 //! - `beta`: an `anthropic-beta` header value, for features in beta.
 
+mod native;
 mod request;
 mod response;
 mod stream;
@@ -59,16 +62,37 @@ impl Adapter for Anthropic {
         } else {
             ResponseKind::Json
         };
-        let url = join_url(&target.base_url, "messages");
-        let mut upstream = json_post(url, body.to_string().into_bytes(), kind);
-        upstream.credential = Credential::Header("x-api-key".into());
-        upstream
-            .headers
-            .push(("anthropic-version".into(), options.version));
-        if let Some(beta) = options.beta {
-            upstream.headers.push(("anthropic-beta".into(), beta));
+        Ok(messages_post(
+            target,
+            body.to_string().into_bytes(),
+            kind,
+            &options,
+            &[],
+        ))
+    }
+
+    fn native_protocols() -> Vec<String> {
+        vec![native::PROTOCOL.into()]
+    }
+
+    fn build_native_request(
+        target: &Target,
+        protocol: &str,
+        headers: &[(String, String)],
+        body: &str,
+        stream: bool,
+    ) -> Result<UpstreamRequest, String> {
+        if protocol != native::PROTOCOL {
+            return Err(format!("the Anthropic adapter does not take `{protocol}`"));
         }
-        Ok(upstream)
+        let options: Options = options(target)?;
+        let body = native::body(body, &target.model)?;
+        let kind = if stream {
+            ResponseKind::EventStream
+        } else {
+            ResponseKind::Json
+        };
+        Ok(messages_post(target, body, kind, &options, headers))
     }
 
     fn translate_response(
@@ -94,6 +118,35 @@ impl Adapter for Anthropic {
             &request.body,
         )))
     }
+}
+
+/// `POST {base_url}/messages` with the key in `x-api-key`, the
+/// `anthropic-version` the client sent (or the configured one) and the
+/// betas of the client and of the configuration together.
+fn messages_post(
+    target: &Target,
+    body: Vec<u8>,
+    kind: ResponseKind,
+    options: &Options,
+    client: &[(String, String)],
+) -> UpstreamRequest {
+    let url = join_url(&target.base_url, "messages");
+    let mut upstream = json_post(url, body, kind);
+    upstream.credential = Credential::Header("x-api-key".into());
+    let version = header(client, "anthropic-version").unwrap_or(&options.version);
+    upstream
+        .headers
+        .push(("anthropic-version".into(), version.to_owned()));
+    let betas: Vec<&str> = [header(client, "anthropic-beta"), options.beta.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !betas.is_empty() {
+        upstream
+            .headers
+            .push(("anthropic-beta".into(), betas.join(",")));
+    }
+    upstream
 }
 
 export_adapter!(Anthropic);
