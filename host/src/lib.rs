@@ -18,9 +18,9 @@
 //! - [`gpu`]: the VRAM lease table and job slots of local backends.
 //! - [`plugins`]: the WebAssembly sandbox for adapters and policies.
 //! - [`config`]: fragments, environment, validation, the catalogue.
-//! - [`api`], [`clock`], [`lanes`], [`memory`], [`redact`]: shared below
-//!   every stage (wire shapes and uploads, time, serving threads, the
-//!   allocator, secret scrubbing).
+//! - [`api`], [`clock`], [`lanes`], [`memory`], [`metrics`], [`redact`]:
+//!   shared below every stage (wire shapes and uploads, time, serving
+//!   threads, the allocator, the process's counters, secret scrubbing).
 //!
 //! Beside the request path: [`import`] (moving in from a LiteLLM config)
 //! and [`report`] (the tables the command line prints).
@@ -45,4 +45,5 @@ pub mod api;
 pub mod clock;
 pub mod lanes;
 pub mod memory;
+pub mod metrics;
 pub mod redact;

@@ -34,6 +34,9 @@ struct Cli {
     /// Without a command, `serve` with its defaults.
     #[command(subcommand)]
     command: Option<Command>,
+    /// Write logs as JSON, one object a line (also TOLLGATE_LOG_FORMAT=json).
+    #[arg(long, global = true)]
+    log_json: bool,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +117,11 @@ struct ServeArgs {
     /// before exposing the gateway further.
     #[arg(long, default_value = "127.0.0.1:4000")]
     listen: SocketAddr,
+    /// Also serve `GET /metrics` here, without the master key (for a
+    /// Prometheus on a private network). On the main address `/metrics`
+    /// wants the master key, when one is set.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -142,8 +150,8 @@ struct QuotasArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    init_tracing(cli.log_json || std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|f| f == "json"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -187,14 +195,20 @@ fn import_litellm(args: LitellmArgs) -> Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
+/// Logs to stderr, filtered by TOLLGATE_LOG (default `info`): as text for
+/// a person, or as one JSON object a line for a log shipper.
+fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }
 
 /// Sandbox limits, adjustable from the environment.
@@ -300,6 +314,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
         "serving"
     );
     println!("tollgate listening on http://{addr}");
+    if let Some(metrics_addr) = args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("binding {metrics_addr} for --metrics-listen"))?;
+        tracing::info!(
+            "serving /metrics without the master key on http://{}/metrics",
+            metrics.local_addr()?
+        );
+        tokio::spawn(server::run_metrics(
+            metrics,
+            state.clone(),
+            std::future::pending(),
+        ));
+    }
     std::io::stdout().flush().ok();
     server::run(listener, state, idle_poll, shutdown_signal()).await?;
     ledger.flush().await;

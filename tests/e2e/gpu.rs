@@ -244,6 +244,35 @@ async fn a_concurrent_mix_never_overfills_the_card() {
         .filter(|l| *l == "POST /api/generate")
         .count();
     assert!(unloads > 0, "ollama was never asked to unload");
+    // /metrics says the same as the table, and counted every wait.
+    let metrics = gateway.get("/metrics").await.text;
+    let value = |series: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(series));
+        line.unwrap_or_else(|| panic!("no {series} in\n{metrics}"))[series.len()..]
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let leased_bytes = leased as f64 * 1024.0 * 1024.0;
+    assert_eq!(
+        value(r#"tollgate_gpu_vram_bytes{state="leased"}"#),
+        leased_bytes
+    );
+    assert_eq!(
+        value(r#"tollgate_gpu_vram_bytes{state="capacity"}"#),
+        24_000.0 * 1024.0 * 1024.0
+    );
+    assert_eq!(value(r#"tollgate_gpu_leases{state="waiting"}"#), 0.0);
+    assert_eq!(value(r#"tollgate_gpu_leases{state="in_use"}"#), 0.0);
+    let waits: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("tollgate_gpu_wait_seconds_count"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(
+        waits >= 50.0,
+        "every local request waited, if only briefly: {waits}"
+    );
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ mod gpu;
 mod idle;
 mod import;
 mod modes;
+mod observe;
 mod openai_client;
 mod policy;
 mod quotas;

@@ -113,6 +113,17 @@ async fn a_corrupt_yaml_is_rejected_and_the_old_config_keeps_serving() {
     assert!(plugins(&gateway).await["config"]["last_error"].is_null());
     let reply = gateway.chat(hello("first-new")).await;
     assert_eq!(content(&reply.json()), "hello from second");
+    // Both reloads are counted by their outcome (a save can take two).
+    let metrics = gateway.get("/metrics").await.text;
+    let reloads = |outcome: &str| -> f64 {
+        let name = format!("tollgate_reloads_total{{outcome=\"{outcome}\"}} ");
+        let line = metrics.lines().find(|l| l.starts_with(&name));
+        line.unwrap_or_else(|| panic!("no {name} in\n{metrics}"))[name.len()..]
+            .parse()
+            .unwrap()
+    };
+    assert!(reloads("rejected") >= 1.0);
+    assert!(reloads("ok") >= 1.0);
 }
 
 #[tokio::test]

@@ -168,6 +168,7 @@ impl Leases {
             match decision {
                 Decision::Granted { load, .. } => {
                     drop(line);
+                    observe_wait(&ask.backend, started);
                     return Ok(Granted {
                         lease: LeaseGuard {
                             leases: self.clone(),
@@ -187,6 +188,7 @@ impl Leases {
                 Decision::Wait => {
                     if tokio::time::timeout_at(deadline, notified).await.is_err() {
                         self.lock().counters.timeouts += 1;
+                        observe_wait(&ask.backend, started);
                         return Err(Refusal::Timeout {
                             waited: started.elapsed(),
                             what: "GPU memory",
@@ -333,6 +335,16 @@ impl Leases {
             },
         }
     }
+}
+
+/// Counts how long a request waited for `backend`'s slot and memory.
+fn observe_wait(backend: &str, started: Instant) {
+    crate::metrics::global()
+        .gpu_wait
+        .get_or_create(&crate::metrics::BackendLabel {
+            backend: backend.into(),
+        })
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// `GET /admin/gpu`.

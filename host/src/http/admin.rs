@@ -1,6 +1,6 @@
 //! Operator endpoints: `/admin/quotas` (the ledger), `/admin/gpu` (the GPU
-//! lease table) and `/admin/plugins` (what is loaded, from where, and what
-//! the last reload rejected).
+//! lease table), `/admin/plugins` (what is loaded, from where, and what
+//! the last reload rejected) and `/admin/activity` (the dashboard's chart).
 
 use crate::api::{ApiError, Body, json_response};
 use crate::clock::rfc3339;
@@ -19,6 +19,20 @@ pub async fn quotas(gateway: &Gateway) -> Response<Body> {
 /// The GPU lease table.
 pub fn gpu(gateway: &Gateway) -> Response<Body> {
     encode(&gateway.leases.report())
+}
+
+/// How many seconds of activity `/admin/activity` gives.
+const ACTIVITY_SECONDS: usize = 300;
+
+/// Requests, fallbacks and failures per second over the last minutes, for
+/// the dashboard's chart.
+pub fn activity() -> Response<Body> {
+    use crate::clock::Clock;
+    let now_ms = crate::clock::SystemClock.now_ms();
+    let seconds = crate::metrics::global()
+        .activity
+        .last(now_ms / 1000, ACTIVITY_SECONDS);
+    encode(&serde_json::json!({ "now": rfc3339(now_ms), "seconds": seconds }))
 }
 
 /// One plugin as `/admin/plugins` shows it.

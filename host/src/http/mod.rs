@@ -4,12 +4,15 @@
 //! each converting to and from the chat request the router serves
 //! ([`messages`] for Anthropic, [`responses`] for OpenAI Responses, both
 //! re-framing streams through [`events`]), and the operator's read-only
-//! views ([`admin`]).
+//! views: JSON ([`admin`]), Prometheus ([`metrics`]) and the page that
+//! draws them ([`dashboard`]).
 
 pub mod admin;
+pub mod dashboard;
 pub mod endpoints;
 pub mod events;
 pub mod messages;
+pub mod metrics;
 pub mod responses;
 pub mod server;
 pub mod validate;

@@ -3,11 +3,14 @@
 use crate::api::{ApiError, Body, json_response};
 use crate::http::admin;
 use crate::http::endpoints;
+use crate::http::{dashboard, metrics};
 use crate::http::{messages, responses};
 use crate::route::Gateway;
+use crate::route::record::{self, Answered, Record};
 use crate::state::AppState;
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
+use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -16,8 +19,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::TcpStream as StdTcpStream;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -37,6 +41,9 @@ const PATHS: &[&str] = &[
     "/admin/quotas",
     "/admin/gpu",
     "/admin/plugins",
+    "/admin/activity",
+    "/metrics",
+    "/",
 ];
 
 /// Accepts connections until `shutdown` resolves and deals them to the
@@ -103,6 +110,52 @@ pub async fn run(
     Ok(())
 }
 
+/// Serves `GET /metrics` alone, without the master key, until `shutdown`
+/// resolves: for a Prometheus on a private network while the main address
+/// takes only clients with the key (`--metrics-listen`).
+pub async fn run_metrics(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("metrics listener: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let state = state.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let state = state.clone();
+            async move {
+                let response = match (request.method(), request.uri().path()) {
+                    (&Method::GET, "/metrics") => metrics::metrics(&state.current()).await,
+                    (method, path) => {
+                        ApiError::route_not_found(method.as_str(), path).into_response()
+                    }
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("metrics connection ended: {e}");
+            }
+        });
+    }
+}
+
 /// One lane's work, on its single-threaded runtime: serves the connections
 /// dealt to it until the channel closes, then gives their open requests up
 /// to 10 seconds.
@@ -143,35 +196,52 @@ async fn serve_lane(mut dealt: mpsc::UnboundedReceiver<StdTcpStream>, state: Arc
     }
 }
 
-/// Routes one request and writes its access-log line.
+/// Routes one request inside its record's scope (see [`Record`]), then
+/// hands the record what the front door knows: its id, path and status.
 async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
     let in_flight = crate::lanes::request();
-    let started = std::time::Instant::now();
+    let record = Record::new(Instant::now());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = route(state, request, &method, &path).await;
+    let mut response = record::scope(record.clone(), route(state, request, &method, &path)).await;
     drop(in_flight);
     if path != "/health" {
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_owned()
-        };
-        tracing::info!(
-            target: "tollgate::access",
-            %method,
-            %path,
-            status = response.status().as_u16(),
-            served_by = %header(crate::route::PROVIDER_HEADER),
-            attempts = %header(crate::route::ATTEMPTS_HEADER),
-            micros = started.elapsed().as_micros() as u64,
-            "request"
-        );
+        answered(&record, &mut response, method, path);
     }
     response
+}
+
+/// Completes the request's record and gives the client its id. The record
+/// is written when the answer's body is done with it.
+fn answered(record: &Record, response: &mut Response<Body>, method: Method, path: String) {
+    let id = request_id();
+    response.headers_mut().insert(REQUEST_ID, id.clone());
+    let counted = method == Method::POST && path.starts_with("/v1/");
+    let quiet =
+        method == Method::GET && (path == "/" || path == "/metrics" || path.starts_with("/admin/"));
+    record.answered(Answered {
+        id,
+        method,
+        path,
+        status: response.status().as_u16(),
+        counted,
+        quiet,
+    });
+}
+
+/// The response header that carries the id the request's log line has.
+const REQUEST_ID: &str = "x-request-id";
+
+/// A process-unique id: the process's start time, then a counter.
+fn request_id() -> HeaderValue {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static START: LazyLock<u64> = LazyLock::new(|| {
+        use crate::clock::Clock;
+        crate::clock::SystemClock.now_ms() & 0xffff_ffff
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = format!("req_{:08x}{n:08x}", *START);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(id)).expect("hex digits are a header value")
 }
 
 async fn route(
@@ -182,6 +252,10 @@ async fn route(
 ) -> Response<Body> {
     if path == "/health" {
         return json_response(StatusCode::OK, r#"{"status":"ok"}"#);
+    }
+    // The page holds no data: it asks /admin for it, with the key.
+    if method == Method::GET && path == "/" {
+        return dashboard::page();
     }
     let anthropic = path.starts_with("/v1/messages");
     if !authorized(state, &request) {
@@ -198,6 +272,8 @@ async fn route(
         (&Method::GET, "/admin/quotas") => admin::quotas(&generation.gateway).await,
         (&Method::GET, "/admin/gpu") => admin::gpu(&generation.gateway),
         (&Method::GET, "/admin/plugins") => admin::plugins(state, &generation),
+        (&Method::GET, "/admin/activity") => admin::activity(),
+        (&Method::GET, "/metrics") => metrics::metrics(&generation).await,
         (&Method::GET, "/v1/audio/voices") => {
             endpoints::voices(&generation.gateway, &request).await
         }

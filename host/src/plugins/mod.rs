@@ -85,6 +85,9 @@ pub struct LoadedPlugin {
     calls: Calls,
     /// Instances made ahead of need (see `spares`).
     spares: Spares,
+    /// Its successful calls (`tollgate_plugin_calls_total`), kept here so
+    /// that a call does not look its counter up.
+    calls_ok: prometheus_client::metrics::counter::Counter,
 }
 
 /// An adapter's `native` interface, when it names protocols.
@@ -117,6 +120,26 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// The outcome `tollgate_plugin_calls_total` counts it as.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PluginError::Deadline { .. } => "deadline",
+            PluginError::Trap { .. } => "trap",
+            PluginError::Instantiate { .. } => "instantiate",
+        }
+    }
+
+    /// Counts this failure against the plugin that made it.
+    fn counted(self) -> Self {
+        let plugin = match &self {
+            PluginError::Deadline { plugin }
+            | PluginError::Trap { plugin, .. }
+            | PluginError::Instantiate { plugin, .. } => plugin,
+        };
+        crate::metrics::global().plugin_fault(plugin, self.label());
+        self
+    }
+
     fn instantiate(plugin: &Arc<str>, reason: impl std::fmt::Display) -> Self {
         PluginError::Instantiate {
             plugin: plugin.clone(),
@@ -125,6 +148,10 @@ impl PluginError {
     }
 
     fn from_trap(plugin: &Arc<str>, error: wasmtime::Error, last_words: Option<String>) -> Self {
+        Self::classify(plugin, error, last_words).counted()
+    }
+
+    fn classify(plugin: &Arc<str>, error: wasmtime::Error, last_words: Option<String>) -> Self {
         let plugin = plugin.clone();
         match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => PluginError::Deadline { plugin },
@@ -370,7 +397,6 @@ impl PluginHost {
         let calls = Calls::of(&component);
         let (kind, info, native) = self.smoke_test(&name, &pre, calls).await?;
         Ok(Arc::new(LoadedPlugin {
-            name,
             source,
             digest,
             wit_version,
@@ -381,6 +407,8 @@ impl PluginHost {
             pre,
             calls,
             spares: Spares::new(self.limits.spare_instances),
+            calls_ok: crate::metrics::global().plugin_ok(&name),
+            name,
         }))
     }
 
@@ -468,7 +496,7 @@ impl PluginHost {
         let instance = calls
             .instantiate(pre, &mut store)
             .await
-            .map_err(|e| PluginError::instantiate(name, e))?;
+            .map_err(|e| PluginError::instantiate(name, e).counted())?;
         Ok(Ready {
             store,
             instance,

@@ -68,7 +68,10 @@ impl super::PluginHost {
         // A spare may have waited: the deadline counts from this call.
         store.set_epoch_deadline(self.limits.deadline_ticks());
         match call(exports, &mut store, &instance).await {
-            Ok(value) => Ok(value),
+            Ok(value) => {
+                policy.calls_ok.inc();
+                Ok(value)
+            }
             Err(e) => Err(PluginError::from_trap(
                 &policy.name,
                 e,

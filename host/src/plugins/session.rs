@@ -77,7 +77,13 @@ impl Session {
             Ok(func) => self.adapter.calls.call(func, &mut self.store, params).await,
             Err(e) => Err(e),
         };
-        result.map(|(value,)| value).map_err(|e| self.fault(e))
+        match result {
+            Ok((value,)) => {
+                self.adapter.calls_ok.inc();
+                Ok(value)
+            }
+            Err(e) => Err(self.fault(e)),
+        }
     }
 
     /// The upstream request for a client request in `protocol`, its body

@@ -3,12 +3,14 @@
 //! the local backend's slot until the attempt (or its stream) ends, and is
 //! settled exactly once with the [`Outcome`] the failure counts as.
 
+use super::record::Record;
 use crate::api::ApiError;
 use crate::gpu::Granted;
 use crate::ledger::headers::RateHeaders;
 use crate::ledger::{Outcome, Reservation};
 use crate::plugins::bindings::FailureKind;
 use crate::upstream::UpstreamError;
+use std::sync::Arc;
 
 /// The ledger's side of one attempt, settled exactly once however the
 /// attempt ends (a stream carries it to its last chunk).
@@ -22,35 +24,50 @@ pub(crate) struct Hold {
     /// The local backend's job slot and GPU lease, given back when the
     /// attempt (or its stream) ends.
     pub(super) local: Option<Granted>,
+    /// The request's record, told the usage and how a stream ended.
+    record: Arc<Record>,
 }
 
 impl Hold {
     /// A hold on a fresh reservation, before anything is sent.
-    pub(super) fn new(reservation: Reservation) -> Self {
+    pub(super) fn new(reservation: Reservation, record: &Arc<Record>) -> Self {
         Hold {
             reservation: Some(reservation),
             headers: RateHeaders::default(),
             sent: false,
             status: None,
             local: None,
+            record: record.clone(),
         }
     }
 
     pub(crate) async fn settle(&mut self, outcome: Outcome) {
+        if let Outcome::Served { usage } = outcome {
+            self.record.usage(usage);
+        }
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(outcome, &self.headers).await;
         }
     }
 
-    /// Moves the hold into a body that outlives the attempt (a stream).
+    /// Moves the hold into a body that outlives the attempt (a stream,
+    /// whose first event is ready).
     pub(super) fn take(&mut self) -> Hold {
+        self.record.stream_started();
         Hold {
             reservation: self.reservation.take(),
             headers: std::mem::take(&mut self.headers),
             sent: true,
             status: self.status,
             local: self.local.take(),
+            record: self.record.clone(),
         }
+    }
+
+    /// The stream this hold went with reached its end (`clean`) or was
+    /// broken off.
+    pub(crate) fn stream_ended(&self, clean: bool) {
+        self.record.stream_ended(clean);
     }
 
     /// Reads the provider's rate-limit headers off a response.

@@ -21,6 +21,7 @@ mod local;
 pub mod native;
 mod notes;
 pub mod policy;
+pub mod record;
 mod relay;
 pub mod table;
 mod voices;
@@ -43,6 +44,7 @@ use attempt::refused;
 use hold::{Failed, Hold, outcome_of};
 use hyper::Response;
 use notes::{Note, exhausted, with_route};
+use record::Record;
 use std::sync::Arc;
 use table::{Hop, Route, Routes};
 
@@ -117,8 +119,19 @@ impl Gateway {
         })
     }
 
-    /// Serves `inbound` for `alias` from the first candidate that can.
+    /// Serves `inbound` for `alias` from the first candidate that can,
+    /// noting what happened in the request's [`Record`].
     pub async fn serve(&self, alias: &str, inbound: &Inbound) -> Response<Body> {
+        let record = Record::current();
+        self.serve_recorded(alias, inbound, &record).await
+    }
+
+    async fn serve_recorded(
+        &self,
+        alias: &str,
+        inbound: &Inbound,
+        record: &Arc<Record>,
+    ) -> Response<Body> {
         let Some(route) = self.routes.get(alias) else {
             return ApiError::model_not_found(alias).into_response();
         };
@@ -142,7 +155,7 @@ impl Gateway {
         let mut notes: Vec<Note> = Vec::new();
         for (index, hop) in hops.iter().enumerate() {
             let model = &hop.model;
-            let (result, status) = match self.try_candidate(hop, inbound).await {
+            let (result, status) = match self.try_candidate(hop, inbound, record).await {
                 Ok(tried) => tried,
                 Err(note) => {
                     notes.push(note);
@@ -150,8 +163,12 @@ impl Gateway {
                 }
             };
             match result {
-                Ok(response) => return with_route(response, &model.alias, &notes),
+                Ok(response) => {
+                    record.routed(&route.name, &notes, Some(&hop.meters));
+                    return with_route(response, &model.alias, &notes);
+                }
                 Err(Failed::Final(error)) => {
+                    record.routed(&route.name, &notes, None);
                     return with_route(error.into_response(), &model.alias, &notes);
                 }
                 Err(Failed::Next { reason, kind }) => {
@@ -170,6 +187,7 @@ impl Gateway {
                 }
             }
         }
+        record.routed(&route.name, &notes, None);
         exhausted(alias, &notes, self.ledger.now())
     }
 
@@ -182,11 +200,12 @@ impl Gateway {
         &self,
         hop: &Hop,
         inbound: &Inbound,
+        record: &Arc<Record>,
     ) -> Result<(Result<Response<Body>, Failed>, Option<u16>), Note> {
         let (model, plan) = (&hop.model, &hop.plan);
         let mut busy = 0;
         loop {
-            let mut hold = self.prepare(hop, inbound).await?;
+            let mut hold = self.prepare(hop, inbound, record).await?;
             let started = std::time::Instant::now();
             let result = self.attempt(hop, inbound, &mut hold).await;
             if hold.sent || result.is_ok() {
@@ -228,7 +247,12 @@ impl Gateway {
     /// What must hold before an attempt on `model`: it accepts the request's
     /// fields, the ledger has room for it, and its local backend (if any)
     /// has a job slot and memory. Otherwise, why it is skipped.
-    async fn prepare(&self, hop: &Hop, inbound: &Inbound) -> Result<Hold, Note> {
+    async fn prepare(
+        &self,
+        hop: &Hop,
+        inbound: &Inbound,
+        record: &Arc<Record>,
+    ) -> Result<Hold, Note> {
         let (model, plan) = (&hop.model, &hop.plan);
         if let Some(feature) = refused(model, &inbound.features) {
             return Err(Note::refused(model, feature));
@@ -240,7 +264,7 @@ impl Gateway {
                 return Err(Note::skipped(model, &denial));
             }
         };
-        let mut hold = Hold::new(reservation);
+        let mut hold = Hold::new(reservation, record);
         if let Err(note) = self.take_local(model, &mut hold).await {
             hold.settle(Outcome::NotSent).await;
             tracing::warn!(alias = %model.alias, "{}", note.reason);

@@ -163,6 +163,7 @@ impl NativeRelay {
                 self.hold
                     .settle(Outcome::Served { usage: self.usage })
                     .await;
+                self.hold.stream_ended(true);
                 crate::lanes::busy();
                 None
             }
@@ -171,6 +172,7 @@ impl NativeRelay {
                 self.hold
                     .settle(Outcome::Served { usage: self.usage })
                     .await;
+                self.hold.stream_ended(false);
                 let reason = self.redactor.scrub(&e.to_string());
                 tracing::warn!(alias = %self.alias, "native stream failed after it started: {reason}");
                 let message = format!(

@@ -72,6 +72,25 @@ impl Note {
         self
     }
 
+    pub(super) fn alias(&self) -> &str {
+        &self.model.alias
+    }
+
+    /// Why it did not serve, as a metric's label: the window or check that
+    /// skipped it, or the kind of its failure.
+    pub(super) fn reason_label(&self) -> &'static str {
+        self.skipped.unwrap_or_else(|| kind_label(self.kind))
+    }
+
+    pub(super) fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Whether it was skipped without a request sent.
+    pub(super) fn was_skipped(&self) -> bool {
+        self.skipped.is_some()
+    }
+
     pub(super) fn failed(model: &Arc<Model>, reason: String, kind: FailureKind) -> Self {
         Note {
             model: model.clone(),
@@ -164,6 +183,20 @@ pub(super) fn kind_name(kind: FailureKind) -> &'static str {
         FailureKind::Unavailable => "unavailable",
         FailureKind::Server => "server error",
         FailureKind::Other => "failed",
+    }
+}
+
+/// A failure's kind as a label value.
+fn kind_label(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::RateLimited => "rate_limited",
+        FailureKind::QuotaExhausted => "quota_exhausted",
+        FailureKind::Auth => "auth",
+        FailureKind::BadRequest => "bad_request",
+        FailureKind::NotFound => "not_found",
+        FailureKind::Unavailable => "unavailable",
+        FailureKind::Server => "server",
+        FailureKind::Other => "other",
     }
 }
 

@@ -143,6 +143,7 @@ impl Relay {
                             usage: self.usage_pair(),
                         })
                         .await;
+                    self.hold.stream_ended(true);
                     return Some(Bytes::from_static(b"data: [DONE]\n\n"));
                 }
                 Phase::Closed => return None,
@@ -198,6 +199,7 @@ impl Relay {
                 usage: self.usage_pair(),
             })
             .await;
+        self.hold.stream_ended(false);
         let reason = self.redactor.scrub(&reason);
         tracing::warn!(alias = %self.alias, "stream failed after it started: {reason}");
         let error = ApiError::bad_gateway(
@@ -266,11 +268,13 @@ impl BinaryRelay {
                 Ok(Some(bytes)) => Some((Ok(Frame::data(bytes)), Some(relay))),
                 Ok(None) => {
                     relay.hold.settle(Outcome::Served { usage: None }).await;
+                    relay.hold.stream_ended(true);
                     crate::lanes::busy();
                     None
                 }
                 Err(e) => {
                     relay.hold.settle(Outcome::Served { usage: None }).await;
+                    relay.hold.stream_ended(false);
                     let reason = relay.redactor.scrub(&e.to_string());
                     tracing::warn!(alias = %relay.alias, "binary body broke off: {reason}");
                     Some((Err(reason.into()), None))

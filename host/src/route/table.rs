@@ -10,6 +10,7 @@
 use crate::config::{Catalog, Mode, Model};
 use crate::ledger::Ledger;
 use crate::ledger::plan::Plan;
+use crate::metrics::meters::Served;
 use crate::plugins::{LoadedPlugin, PluginRuntime};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,10 +22,14 @@ pub struct Hop {
     /// `None` when the provider's adapter is not loaded; the attempt then
     /// fails over with that reason (the catalogue check makes it rare).
     pub adapter: Option<Arc<LoadedPlugin>>,
+    /// The counters its answers to this route's requests add to.
+    pub meters: Arc<Served>,
 }
 
 /// How one alias is served.
 pub struct Route {
+    /// The alias, as the metrics label it.
+    pub name: Arc<str>,
     /// The alias's own mode; every hop serves it (the catalogue checks).
     pub mode: Mode,
     /// The alias itself, then its fallback chain; enabled models only.
@@ -40,7 +45,8 @@ pub struct Routes(HashMap<String, Arc<Route>>);
 impl Routes {
     pub fn build(catalog: &Catalog, plugins: &PluginRuntime, ledger: &Ledger) -> Self {
         let mut plans: HashMap<String, Arc<Plan>> = HashMap::new();
-        let mut hop = |model: &Arc<Model>| Hop {
+        let mut hop = |head: &str, model: &Arc<Model>| Hop {
+            meters: Arc::new(Served::new(head, &model.alias)),
             model: model.clone(),
             plan: plans
                 .entry(model.alias.clone())
@@ -53,13 +59,14 @@ impl Routes {
             let hops: Vec<Hop> = catalog
                 .candidates(&head.alias)
                 .iter()
-                .map(&mut hop)
+                .map(|model| hop(&head.alias, model))
                 .collect();
             let policy = (hops.len() > 1)
                 .then(|| plugins.policy(catalog.policies.for_alias(&head.alias)))
                 .flatten()
                 .cloned();
             let route = Route {
+                name: head.alias.as_str().into(),
                 mode: head.mode,
                 hops,
                 policy,

@@ -121,6 +121,12 @@ pub async fn reload(state: &AppState, watched: &Watched) -> Result<String, Strin
             status.plugin_failures = gateway.plugins.failures().to_vec();
             status.config_error = None;
             status.config_loaded_at = now_ms();
+            let outcome = if status.plugin_failures.is_empty() {
+                "ok"
+            } else {
+                "plugin_rejected"
+            };
+            crate::metrics::global().reloaded(outcome);
             state.install(gateway);
             Ok(summary)
         }
@@ -129,6 +135,7 @@ pub async fn reload(state: &AppState, watched: &Watched) -> Result<String, Strin
                 status.plugin_failures = failures;
             }
             status.config_error = Some(error.clone());
+            crate::metrics::global().reloaded("rejected");
             Err(error)
         }
     }

@@ -49,6 +49,8 @@ pub struct Setup {
     plugins: Vec<(String, PathBuf)>,
     plugin_files: Vec<(String, Vec<u8>)>,
     dotenv: Option<String>,
+    args: Vec<String>,
+    capture_logs: bool,
 }
 
 impl Setup {
@@ -135,6 +137,19 @@ impl Setup {
         self
     }
 
+    /// Passes more arguments to `tollgate serve`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    /// Writes the gateway's log (stderr) to `gateway.log` in its folder,
+    /// at `info`, for [`Gateway::logs`].
+    pub fn capture_logs(mut self) -> Self {
+        self.capture_logs = true;
+        self.env("TOLLGATE_LOG", "info")
+    }
+
     /// Writes `NAME.wasm` with these bytes into the plugins folder.
     pub fn plugin_bytes(mut self, name: &str, bytes: &[u8]) -> Self {
         self.plugin_files.push((name.to_owned(), bytes.to_vec()));
@@ -159,12 +174,17 @@ impl Setup {
         for (name, bytes) in &self.plugin_files {
             std::fs::write(plugins.join(format!("{name}.wasm")), bytes).unwrap();
         }
-        let (child, url) = spawn(dir.path(), &self.env);
+        let launch = Launch {
+            env: self.env,
+            args: self.args,
+            log: self.capture_logs.then(|| dir.path().join("gateway.log")),
+        };
+        let (child, url) = spawn(dir.path(), &launch);
         Gateway {
             child,
             url,
             dir,
-            env: self.env,
+            launch,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -201,16 +221,35 @@ pub fn run(command: &mut Command) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// How a test's gateway is started, again on a restart.
+struct Launch {
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    /// Where its stderr goes, when the test reads it.
+    log: Option<PathBuf>,
+}
+
 /// Starts `tollgate serve` on the folder's providers/, plugins/ and data/,
 /// and waits for it to say where it listens.
-fn spawn(dir: &std::path::Path, env: &[(String, String)]) -> (Child, String) {
+fn spawn(dir: &std::path::Path, launch: &Launch) -> (Child, String) {
+    let stderr = match &launch.log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        ),
+        None => Stdio::inherit(),
+    };
     let mut child = tollgate("serve", dir)
         .args(["--listen", "127.0.0.1:0"])
+        .args(&launch.args)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TOLLGATE_LOG", "warn")
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("starting tollgate");
     let stdout = child.stdout.take().unwrap();
@@ -228,7 +267,7 @@ pub struct Gateway {
     child: Child,
     pub url: String,
     dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
+    launch: Launch,
     pub client: reqwest::Client,
 }
 
@@ -290,7 +329,7 @@ impl Gateway {
             self.child.kill().unwrap();
             self.child.wait().unwrap();
         }
-        let (child, url) = spawn(self.dir.path(), &self.env);
+        let (child, url) = spawn(self.dir.path(), &self.launch);
         self.child = child;
         self.url = url;
     }
@@ -316,6 +355,12 @@ impl Gateway {
             .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
             .sum();
         Duration::from_nanos(nanos)
+    }
+
+    /// What the gateway has logged so far ([`Setup::capture_logs`]).
+    pub fn logs(&self) -> String {
+        let path = self.launch.log.as_ref().expect("started with capture_logs");
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     /// The folder holding this gateway's providers/, plugins/ and data/.
