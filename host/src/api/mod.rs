@@ -24,11 +24,20 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A JSON response with the given status.
 pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    typed_response(status, "application/json", body)
+}
+
+/// A whole response with the given status and content type.
+pub fn typed_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

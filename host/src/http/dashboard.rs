@@ -4,19 +4,15 @@
 //! `/admin/plugins` and `/admin/activity` with the master key the operator
 //! typed (kept in the tab's `sessionStorage`), so serving it needs no key.
 
-use crate::api::{Body, json_response};
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use crate::api::{Body, typed_response};
+use hyper::header::{CACHE_CONTROL, HeaderValue};
 use hyper::{Response, StatusCode};
 
 const PAGE: &str = include_str!("dashboard.html");
 
 pub fn page() -> Response<Body> {
-    let mut response = json_response(StatusCode::OK, PAGE);
+    let mut response = typed_response(StatusCode::OK, "text/html; charset=utf-8", PAGE);
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // The page runs only its own inline script and reads only this origin.
     headers.insert(

@@ -5,12 +5,11 @@
 //! and its leases. Reading them at scrape time keeps them off the request
 //! path and never stale.
 
-use crate::api::{Body, json_response};
+use crate::api::{ApiError, Body, typed_response};
 use crate::clock::parse_rfc3339;
 use crate::gpu::GpuReport;
 use crate::ledger::report::QuotaReport;
 use crate::state::Generation;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::prometheus_text;
@@ -51,15 +50,15 @@ pub async fn metrics(generation: &Generation) -> Response<Body> {
     register_gpu(&mut registry, &gateway.leases.report());
     let mut text = String::new();
     if let Err(e) = prometheus_text::encode(&mut text, &registry) {
-        tracing::warn!("could not encode the metrics: {e}");
-        return json_response(StatusCode::INTERNAL_SERVER_ERROR, "{}");
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "metrics_failed",
+            format!("could not encode the metrics: {e}"),
+        )
+        .into_response();
     }
-    let mut response = json_response(StatusCode::OK, text);
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(prometheus_text::CONTENT_TYPE),
-    );
-    response
+    typed_response(StatusCode::OK, prometheus_text::CONTENT_TYPE, text)
 }
 
 /// `tollgate_quota_limit` and `tollgate_quota_remaining` for every window

@@ -95,15 +95,17 @@ impl Served {
 /// Counts a request no candidate answered: `model` is the alias asked for
 /// when the gateway serves it, `None` when the client named another.
 pub fn unserved(model: Option<&Arc<str>>, outcome: Outcome, duration: Duration) {
-    let empty: Arc<str> = Arc::from("");
-    let model = model.cloned().unwrap_or_else(|| empty.clone());
-    count(&model, &empty, outcome);
-    if !model.is_empty() {
-        global()
-            .duration
-            .get_or_create(&ModelLabel { model })
-            .observe(duration.as_secs_f64());
-    }
+    let none: Arc<str> = Arc::from("");
+    let Some(model) = model else {
+        return count(&none, &none, outcome);
+    };
+    count(model, &none, outcome);
+    global()
+        .duration
+        .get_or_create(&ModelLabel {
+            model: model.clone(),
+        })
+        .observe(duration.as_secs_f64());
 }
 
 fn count(model: &Arc<str>, served_by: &Arc<str>, outcome: Outcome) {
