@@ -50,6 +50,20 @@ bench-protocols ROUNDS="10":
 soak SECS="600":
     cargo bench -p tollgate --bench proxy -- --soak {{SECS}}
 
+# `tollgate plugin new` plus `tollgate plugin build` from nothing: a fresh
+# crate and an empty target folder (cargo's download cache is kept), timed.
+plugin-cold:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p tollgate
+    bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tollgate"
+    work="$(mktemp -d)"
+    start=$(date +%s.%N)
+    "$bin" plugin new cold --dir "$work/cold"
+    CARGO_TARGET_DIR="$work/target" "$bin" plugin build "$work/cold"
+    echo "plugin new + plugin build, cold: $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s"
+    rm -rf "$work"
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check

@@ -22,8 +22,10 @@
 //!   shared below every stage (wire shapes and uploads, time, serving
 //!   threads, the allocator, the process's counters, secret scrubbing).
 //!
-//! Beside the request path: [`import`] (moving in from a LiteLLM config)
-//! and [`report`] (the tables the command line prints).
+//! Beside the request path: [`import`] (moving in from a LiteLLM config),
+//! [`author`] (`tollgate plugin`: templates, builds, checks and recorded
+//! cases for plugin authors; it uses `plugins` and `upstream`) and
+//! [`report`] (the tables the command line prints).
 
 pub mod state;
 
@@ -37,6 +39,7 @@ pub mod gpu;
 pub mod ledger;
 pub mod plugins;
 
+pub mod author;
 pub mod config;
 pub mod import;
 pub mod report;

@@ -56,6 +56,70 @@ enum Command {
     /// Write Tollgate's configuration from another gateway's.
     #[command(subcommand)]
     Import(ImportSource),
+    /// Write, build, check and test a plugin (a provider adapter or a
+    /// routing policy).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Start a plugin crate from a template, outside any workspace.
+    New(NewArgs),
+    /// Build a plugin crate for wasm32-wasip2 and write DIR/dist/NAME.wasm.
+    Build(DirArg),
+    /// Load a .wasm as the gateway would and say what is wrong with it
+    /// (non-zero when it would be rejected).
+    Check(CheckArgs),
+    /// Build a plugin crate, then run it against the recorded cases in its
+    /// tests/ folder (non-zero when one fails).
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+struct NewArgs {
+    /// The plugin's name: its file's (NAME.wasm) and what fragments give
+    /// as `adapter:`. Lowercase words joined by `-`.
+    name: String,
+    /// The crate's folder. Default: ./NAME.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// An adapter (a provider's wire protocol) or a routing policy.
+    #[arg(long, value_enum, default_value = "adapter")]
+    kind: PluginKind,
+    /// The sdk/ folder of a Tollgate checkout. Default: TOLLGATE_SDK, else
+    /// the checkout this binary was built from.
+    #[arg(long)]
+    sdk: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PluginKind {
+    Adapter,
+    Policy,
+}
+
+#[derive(Args)]
+struct DirArg {
+    /// The plugin crate's folder.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The component to check.
+    file: PathBuf,
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// The plugin crate's folder.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Test this component instead of building the crate first.
+    #[arg(long)]
+    wasm: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -167,6 +231,7 @@ fn main() -> std::process::ExitCode {
             Command::Quotas(args) => quotas(args).await,
             Command::Gpu(args) => gpu(args).await,
             Command::Import(ImportSource::Litellm(args)) => import_litellm(args),
+            Command::Plugin(command) => plugin(command).await,
         }
     });
     match result {
@@ -192,6 +257,102 @@ fn import_litellm(args: LitellmArgs) -> Result<()> {
         "\ncheck it with: tollgate check --config {0}\nserve it with: tollgate serve --config {0}",
         options.out.display()
     );
+    Ok(())
+}
+
+async fn plugin(command: PluginCommand) -> Result<()> {
+    use tollgate::author;
+    match command {
+        PluginCommand::New(args) => {
+            let dir = author::scaffold::create(&author::scaffold::NewPlugin {
+                name: args.name.clone(),
+                kind: match args.kind {
+                    PluginKind::Adapter => author::scaffold::Kind::Adapter,
+                    PluginKind::Policy => author::scaffold::Kind::Policy,
+                },
+                dir: args.dir,
+                sdk: args.sdk,
+            })?;
+            println!(
+                "created {} `{}` in {}",
+                match args.kind {
+                    PluginKind::Adapter => "adapter",
+                    PluginKind::Policy => "policy",
+                },
+                args.name,
+                dir.display()
+            );
+            println!("next: cd {} && tollgate plugin test", dir.display());
+            Ok(())
+        }
+        PluginCommand::Build(args) => {
+            let built = author::builder::build(&args.dir)?;
+            if let author::check::Verdict::Rejected(error) = plugin_verdict(&built.wasm).await? {
+                anyhow::bail!(
+                    "{} was built but a gateway would reject it: {error}\nhint: {}",
+                    built.wasm.display(),
+                    error.hint()
+                );
+            }
+            println!("{}", built.wasm.display());
+            Ok(())
+        }
+        PluginCommand::Check(args) => match plugin_verdict(&args.file).await? {
+            author::check::Verdict::Loads(summary) => {
+                println!("{}: {summary}", args.file.display());
+                Ok(())
+            }
+            author::check::Verdict::Rejected(error) => {
+                println!("{}: rejected: {error}", args.file.display());
+                println!("hint: {}", error.hint());
+                anyhow::bail!("a gateway would not load {}", args.file.display())
+            }
+        },
+        PluginCommand::Test(args) => plugin_test(args).await,
+    }
+}
+
+/// What a gateway started here (same environment, same limits) would make
+/// of the file.
+async fn plugin_verdict(file: &Path) -> Result<tollgate::author::check::Verdict> {
+    let env = env::Env::load(Path::new("."))?;
+    tollgate::author::check::check(file, limits(&env)?).await
+}
+
+async fn plugin_test(args: TestArgs) -> Result<()> {
+    use tollgate::author::{cases, check};
+    let cases_dir = args.dir.join("tests");
+    let files = cases::files(&cases_dir)
+        .with_context(|| format!("reading the cases folder {}", cases_dir.display()))?;
+    if files.is_empty() {
+        anyhow::bail!(
+            "no cases (*.json) in {}: add one, see the SDK's guide",
+            cases_dir.display()
+        );
+    }
+    let wasm = match args.wasm {
+        Some(wasm) => wasm,
+        None => tollgate::author::builder::build(&args.dir)?.wasm,
+    };
+    let env = env::Env::load(Path::new("."))?;
+    let (_, runtime, plugin) = match check::load(&wasm, limits(&env)?).await? {
+        Ok(loaded) => loaded,
+        Err(error) => anyhow::bail!(
+            "{} would be rejected: {error}\nhint: {}",
+            wasm.display(),
+            error.hint()
+        ),
+    };
+    println!("running {} case(s) against {}", files.len(), wasm.display());
+    let outcomes = cases::run(&files, &runtime, &plugin).await;
+    let failed = outcomes.iter().filter(|o| !o.problems.is_empty()).count();
+    for outcome in &outcomes {
+        println!("{outcome}");
+    }
+    println!("{} passed, {failed} failed", outcomes.len() - failed);
+    if failed > 0 {
+        anyhow::bail!("{failed} case(s) failed");
+    }
     Ok(())
 }
 

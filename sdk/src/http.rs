@@ -2,7 +2,7 @@
 
 use crate::alloc_prelude::*;
 use crate::types::{
-    Body, Credential, Failure, FailureKind, Headers, ResponseKind, UpstreamRequest,
+    Body, ClientRequest, Credential, Failure, FailureKind, Headers, ResponseKind, UpstreamRequest,
     UpstreamResponse,
 };
 
@@ -32,6 +32,16 @@ pub fn json_post(url: String, body: Vec<u8>, response: ResponseKind) -> Upstream
         body: Body::Bytes(body),
         credential: Credential::Bearer,
         response,
+    }
+}
+
+/// How to read the answer to `request`: as an event stream when the client
+/// asked for one, else as JSON.
+pub fn response_kind(request: &ClientRequest) -> ResponseKind {
+    if request.stream {
+        ResponseKind::EventStream
+    } else {
+        ResponseKind::Json
     }
 }
 

@@ -79,7 +79,7 @@ pub mod alloc_prelude {
 /// Everything a typical adapter uses.
 pub mod prelude {
     pub use crate::alloc_prelude::*;
-    pub use crate::http::{classify, header, join_url, json_post};
+    pub use crate::http::{classify, header, join_url, json_post, response_kind};
     pub use crate::sse::{SseEvent, SseParser};
     pub use crate::types::*;
     pub use crate::{
@@ -248,13 +248,29 @@ pub fn json_reply(body: Vec<u8>, usage: Option<Usage>) -> Reply {
     }
 }
 
-/// [`PluginInfo`] with this crate's version.
+/// [`PluginInfo`] with the SDK's version: what the bundled plugins, which
+/// share it, use. A plugin of your own wants [`plugin_info!`], which gives
+/// your crate's version.
 pub fn plugin_info(name: &str, modes: &[Mode]) -> PluginInfo {
     PluginInfo {
         name: name.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         modes: modes.to_vec(),
     }
+}
+
+/// [`PluginInfo`] with the version in the calling crate's `Cargo.toml`:
+/// `plugin_info!("acme", [Mode::Chat])`. `/admin/plugins` and
+/// `tollgate plugin check` show that version.
+#[macro_export]
+macro_rules! plugin_info {
+    ($name:expr, [$($mode:expr),* $(,)?]) => {
+        $crate::types::PluginInfo {
+            name: $crate::alloc_prelude::ToOwned::to_owned($name),
+            version: $crate::alloc_prelude::ToOwned::to_owned(env!("CARGO_PKG_VERSION")),
+            modes: $crate::alloc_prelude::vec![$($mode),*],
+        }
+    };
 }
 
 /// Writes to the gateway's log.

@@ -42,7 +42,7 @@ pub mod prelude {
     pub use super::types::*;
     pub use super::{Policy, headroom_fraction, policy_info, tier_rank};
     pub use crate::alloc_prelude::*;
-    pub use crate::export_policy;
+    pub use crate::{export_policy, policy_info};
 }
 
 use types::{Candidate, FailedAttempt, NextStep, PluginInfo, RequestShape, Tier};
@@ -66,13 +66,28 @@ pub trait Policy: 'static {
     }
 }
 
-/// [`PluginInfo`] for a policy, with this crate's version.
+/// [`PluginInfo`] for a policy, with the SDK's version (the bundled
+/// policies share it); a policy of your own wants [`policy_info!`](crate::policy_info),
+/// which gives your crate's version.
 pub fn policy_info(name: &str) -> PluginInfo {
     PluginInfo {
         name: name.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         modes: Vec::new(),
     }
+}
+
+/// [`PluginInfo`] for a policy, with the version in the calling crate's
+/// `Cargo.toml`: `policy_info!("cheapest")`.
+#[macro_export]
+macro_rules! policy_info {
+    ($name:expr) => {
+        $crate::policy::types::PluginInfo {
+            name: $crate::alloc_prelude::ToOwned::to_owned($name),
+            version: $crate::alloc_prelude::ToOwned::to_owned(env!("CARGO_PKG_VERSION")),
+            modes: $crate::alloc_prelude::Vec::new(),
+        }
+    };
 }
 
 /// Free before subscription before paid before local.

@@ -12,6 +12,8 @@ mod support {
 
 mod access;
 mod agents;
+mod author;
+
 mod anthropic;
 mod chat;
 mod cli;

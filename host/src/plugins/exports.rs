@@ -17,8 +17,8 @@ use super::bindings::{
     ClientRequest, ControlAction, ControlStep, Failure, PluginInfo, Reply, StreamOutput, Target,
     UpstreamRequest, UpstreamResponse,
 };
+use super::load_error::LoadError;
 use super::sandbox::Sandbox;
-use anyhow::Context;
 use wasmtime::Store;
 use wasmtime::component::{Component, ComponentExportIndex, Instance, ResourceAny, TypedFunc};
 
@@ -51,18 +51,23 @@ macro_rules! interface_exports {
             /// Finds every function of the interface on `instance` and checks
             /// its type against the WIT signature.
             #[allow(clippy::extra_unused_lifetimes)]
-            pub fn checked<$lt>(store: &mut Store<Sandbox>, instance: &Instance) -> anyhow::Result<Self> {
+            pub fn checked<$lt>(store: &mut Store<Sandbox>, instance: &Instance) -> Result<Self, LoadError> {
                 let interface = instance
                     .get_export_index(&mut *store, None, $interface)
-                    .with_context(|| format!("the component does not export {}", $interface))?;
+                    .ok_or_else(|| LoadError::MissingInterface { interface: $interface.into() })?;
                 $(
                     let $field = instance
                         .get_export_index(&mut *store, Some(&interface), $wit)
-                        .with_context(|| format!("{} has no function `{}`", $interface, $wit))?;
+                        .ok_or_else(|| LoadError::MissingExport {
+                            interface: $interface.into(),
+                            function: $wit.into(),
+                        })?;
                     instance
                         .get_typed_func::<($($param,)*), ($result,)>(&mut *store, &$field)
-                        .map_err(anyhow::Error::from)
-                        .with_context(|| format!("`{}` does not have the type the WIT gives it", $wit))?;
+                        .map_err(|e| LoadError::Mistyped {
+                            function: $wit.into(),
+                            detail: format!("{e:#}"),
+                        })?;
                 )*
                 Ok($name { $( $field, )* })
             }

@@ -22,6 +22,7 @@ pub(crate) mod bundled;
 mod calls;
 pub mod engine;
 mod exports;
+pub mod load_error;
 mod policy;
 mod sandbox;
 mod session;
@@ -32,6 +33,7 @@ use anyhow::{Context, Result};
 use bindings::PluginInfo;
 use calls::Calls;
 use exports::{AdapterExports, NativeExports, PolicyExports};
+pub use load_error::LoadError;
 use sandbox::Sandbox;
 pub use session::{Session, StreamSession};
 use spares::{Ready, Spares};
@@ -97,6 +99,12 @@ pub struct Native {
 }
 
 impl LoadedPlugin {
+    /// Whether it imports WASI (it was built with Rust's `std`), so that its
+    /// calls run on a fiber of their own (see `calls`).
+    pub fn uses_wasi(&self) -> bool {
+        self.calls == Calls::OnFiber
+    }
+
     /// Whether this adapter takes requests in `protocol` as they are.
     pub fn speaks(&self, protocol: &str) -> bool {
         self.native
@@ -211,6 +219,32 @@ impl PluginRuntime {
         Self::generation(host, plugins_dir, None).await
     }
 
+    /// One plugin, loaded from `bytes` exactly as the gateway loads a file
+    /// (the same checks, under the same limits), on a host of its own with
+    /// no bundled plugins and no compile cache: what `tollgate plugin check`
+    /// and `tollgate plugin test` run. The outer error is the host failing
+    /// to start; the inner one is the file's verdict.
+    pub async fn single(
+        limits: engine::Limits,
+        name: &str,
+        path: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<Result<(Self, Arc<LoadedPlugin>), LoadError>> {
+        let host = Arc::new(PluginHost::new(limits, None)?);
+        let source = PluginSource::File(path.to_owned());
+        let plugin = match host.load_one(name, source, bytes).await {
+            Ok(plugin) => plugin,
+            Err(e) => return Ok(Err(e)),
+        };
+        let runtime = PluginRuntime {
+            host,
+            plugins: BTreeMap::from([(name.to_owned(), plugin.clone())]),
+            bundled_shadowed: Vec::new(),
+            failures: Vec::new(),
+        };
+        Ok(Ok((runtime, plugin)))
+    }
+
     /// The next generation from the plugins folder as it is now: unchanged
     /// files are reused, changed ones compiled (off the request path), and a
     /// file that fails keeps its previous version in service.
@@ -279,9 +313,13 @@ impl PluginRuntime {
                     Some(adapter) if adapter.digest == engine::digest(&bytes) => {
                         Ok(adapter.clone())
                     }
-                    _ => self.host.load_one(&name, source.clone(), bytes).await,
+                    _ => self
+                        .host
+                        .load_one(&name, source.clone(), bytes)
+                        .await
+                        .map_err(|e| e.to_string()),
                 },
-                Err(e) => Err(anyhow::Error::from(e).context("reading the file")),
+                Err(e) => Err(format!("reading the file: {e}")),
             };
             match loaded {
                 Ok(adapter) => {
@@ -290,8 +328,7 @@ impl PluginRuntime {
                     }
                     self.replace(name, adapter);
                 }
-                Err(e) => {
-                    let error = format!("{e:#}");
+                Err(error) => {
                     let kept_previous = earlier.is_some();
                     tracing::error!(plugin = %name, path = %path.display(), kept_previous, "plugin rejected: {error}");
                     if let Some(earlier) = earlier {
@@ -374,7 +411,8 @@ impl PluginHost {
         name: &str,
         source: PluginSource,
         bytes: Vec<u8>,
-    ) -> Result<Arc<LoadedPlugin>> {
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+        load_error::sniff(&bytes)?;
         let digest = engine::digest(&bytes);
         let engine = self.engine.clone();
         let key = digest.clone();
@@ -385,14 +423,14 @@ impl PluginHost {
             engine::compile(&engine, &bytes, &key, cache_dir.as_deref())
         })
         .await
-        .context("the compiler panicked on this file")?
-        .context("not a valid WebAssembly component")?;
+        .map_err(|_| LoadError::CompilerPanic)?
+        .map_err(LoadError::compiling)?;
+        load_error::check_version(&self.engine, &component)?;
         let wit_version = wit_version(&self.engine, &component).unwrap_or_default();
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .context("the component's imports do not match what the host provides")?;
+            .map_err(|e| LoadError::Imports(format!("{e:#}")))?;
         let name: Arc<str> = Arc::from(name);
         let calls = Calls::of(&component);
         let (kind, info, native) = self.smoke_test(&name, &pre, calls).await?;
@@ -420,34 +458,47 @@ impl PluginHost {
         name: &Arc<str>,
         pre: &InstancePre<Sandbox>,
         calls: Calls,
-    ) -> Result<(Kind, PluginInfo, Option<Native>)> {
+    ) -> Result<(Kind, PluginInfo, Option<Native>), LoadError> {
         let adapter = exports::offers(pre.component(), exports::ADAPTER);
         if !adapter && !exports::offers(pre.component(), exports::POLICY) {
-            anyhow::bail!(
-                "the component exports neither tollgate:plugin/adapter nor tollgate:plugin/policy (0.1.x)"
-            );
+            return Err(LoadError::WrongWorld {
+                exports: load_error::export_names(&self.engine, pre.component()),
+            });
         }
         let slot = self.slot().await;
         let Ready {
             mut store,
             instance,
             slot: _slot,
-        } = self.fresh(name, pre, calls, slot).await?;
+        } = self
+            .fresh(name, pre, calls, slot)
+            .await
+            .map_err(|e| LoadError::Instantiate(fault_reason(e)))?;
         let (kind, info) = if adapter {
             let exports = AdapterExports::checked(&mut store, &instance)?;
-            let info = exports.info(&mut store, &instance)?;
+            let info = exports.info(&mut store, &instance);
             (Kind::Adapter(exports), info)
         } else {
             let exports = PolicyExports::checked(&mut store, &instance)?;
-            let info = exports.info(&mut store, &instance)?;
+            let info = exports.info(&mut store, &instance);
             (Kind::Policy(exports), info)
         };
+        let first_call = |reason: String| LoadError::FirstCall {
+            function: "info".into(),
+            reason,
+        };
+        let info = info.map_err(|e| first_call(format!("{e:#}")))?;
         let info = calls
             .call(info, &mut store, ())
             .await
             .map(|(info,)| info)
-            .map_err(|e| PluginError::from_trap(name, e, store.data().last_words()))
-            .map_err(|fault| anyhow::anyhow!("calling `info` failed: {fault}"))?;
+            .map_err(|e| {
+                first_call(fault_reason(PluginError::from_trap(
+                    name,
+                    e,
+                    store.data().last_words(),
+                )))
+            })?;
         let native = if adapter && exports::offers(pre.component(), exports::NATIVE) {
             native(name, &mut store, &instance, calls).await?
         } else {
@@ -546,15 +597,32 @@ async fn native(
     store: &mut Store<Sandbox>,
     instance: &wasmtime::component::Instance,
     calls: Calls,
-) -> Result<Option<Native>> {
+) -> Result<Option<Native>, LoadError> {
     let exports = NativeExports::checked(store, instance)?;
-    let protocols = exports.protocols(store, instance)?;
-    let (protocols,) = calls
-        .call(protocols, store, ())
-        .await
-        .map_err(|e| PluginError::from_trap(name, e, store.data().last_words()))
-        .map_err(|fault| anyhow::anyhow!("calling `native.protocols` failed: {fault}"))?;
+    let first_call = |reason: String| LoadError::FirstCall {
+        function: "native.protocols".into(),
+        reason,
+    };
+    let protocols = exports
+        .protocols(store, instance)
+        .map_err(|e| first_call(format!("{e:#}")))?;
+    let (protocols,) = calls.call(protocols, store, ()).await.map_err(|e| {
+        first_call(fault_reason(PluginError::from_trap(
+            name,
+            e,
+            store.data().last_words(),
+        )))
+    })?;
     Ok((!protocols.is_empty()).then_some(Native { protocols, exports }))
+}
+
+/// A fault's reason without the plugin's name, which the load error's
+/// context already gives.
+fn fault_reason(fault: PluginError) -> String {
+    match fault {
+        PluginError::Deadline { .. } => "it exceeded its CPU deadline".into(),
+        PluginError::Trap { reason, .. } | PluginError::Instantiate { reason, .. } => reason,
+    }
 }
 
 /// The version of the `tollgate:plugin` interface a component exports, read

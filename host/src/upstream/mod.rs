@@ -62,7 +62,8 @@ impl Upstreams {
         uploads: &Uploads,
     ) -> Result<reqwest::Response, UpstreamError> {
         let client = self.client(provider)?;
-        let request = build(client, provider, request, uploads)?;
+        let key = provider.api_key.as_ref().map(|k| k.expose());
+        let request = build(client, key, request, uploads)?;
         execute(client, provider, request).await
     }
 
@@ -124,9 +125,23 @@ async fn execute(
     }
 }
 
+/// The HTTP request the gateway would send for `request` with `key`,
+/// built by the same code as a real attempt; `tollgate plugin test`
+/// compares it with a recorded case. A multipart body's uploads are
+/// missing here, so the caller takes the body out first.
+pub fn outgoing(
+    request: UpstreamRequest,
+    key: Option<&str>,
+) -> Result<reqwest::Request, UpstreamError> {
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| UpstreamError::Invalid(describe(e)))?;
+    build(&client, key, request, &Uploads::default())
+}
+
 fn build(
     client: &reqwest::Client,
-    provider: &Provider,
+    key: Option<&str>,
     request: UpstreamRequest,
     uploads: &Uploads,
 ) -> Result<reqwest::Request, UpstreamError> {
@@ -134,7 +149,6 @@ fn build(
         .map_err(|_| UpstreamError::Invalid(format!("bad method `{}`", request.method)))?;
     let mut url = reqwest::Url::parse(&request.url)
         .map_err(|e| UpstreamError::Invalid(format!("bad url `{}`: {e}", request.url)))?;
-    let key = provider.api_key.as_ref().map(|k| k.expose());
     if let (Credential::Query(name), Some(key)) = (&request.credential, key) {
         url.query_pairs_mut().append_pair(name, key);
     }
@@ -288,26 +302,6 @@ async fn read_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Limits, Secret, Tier, Timeouts};
-
-    fn provider(key: Option<&str>) -> Provider {
-        Provider {
-            name: "p".into(),
-            flag: "P".into(),
-            adapter: "openai".into(),
-            base_url: "https://api.example.com/v1".into(),
-            api_key: key.map(|k| Secret::new(k.to_owned())),
-            tier: Tier::Free,
-            limits: Limits::default(),
-            timeouts: Timeouts::default(),
-            quota: Default::default(),
-            options: "{}".into(),
-            local: None,
-            docs: None,
-            source: "p.yaml".into(),
-            status: Ok(()),
-        }
-    }
 
     fn request(credential: Credential) -> UpstreamRequest {
         UpstreamRequest {
@@ -324,14 +318,14 @@ mod tests {
     fn the_key_goes_where_the_adapter_asked() {
         let client = reqwest::Client::new();
         let none = Uploads::default();
-        let keyed = provider(Some("sk-place-me"));
-        let built = build(&client, &keyed, request(Credential::Bearer), &none).unwrap();
+        let keyed = Some("sk-place-me");
+        let built = build(&client, keyed, request(Credential::Bearer), &none).unwrap();
         assert_eq!(built.headers()["authorization"], "Bearer sk-place-me");
         assert_eq!(built.headers()["x-extra"], "1");
 
         let built = build(
             &client,
-            &keyed,
+            keyed,
             request(Credential::Header("x-api-key".into())),
             &none,
         )
@@ -341,7 +335,7 @@ mod tests {
 
         let built = build(
             &client,
-            &keyed,
+            keyed,
             request(Credential::Query("key".into())),
             &none,
         )
@@ -349,12 +343,12 @@ mod tests {
         assert_eq!(built.url().query(), Some("alt=sse&key=sk-place-me"));
         assert_eq!(built.headers()["x-extra"], "1");
 
-        let keyless = provider(None);
-        let built = build(&client, &keyless, request(Credential::Bearer), &none).unwrap();
+        let keyless = None;
+        let built = build(&client, keyless, request(Credential::Bearer), &none).unwrap();
         assert!(built.headers().get("authorization").is_none());
         let built = build(
             &client,
-            &keyless,
+            keyless,
             request(Credential::Query("key".into())),
             &none,
         )
