@@ -8,7 +8,7 @@
 
 use crate::support::fixtures::fixture;
 use crate::support::gateway::{Setup, content, hello, run};
-use crate::support::mock::Mock;
+use crate::support::mock::{Behavior, Mock};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -222,8 +222,8 @@ fn a_new_policy_passes_its_cases() {
     assert!(ok && text.contains("ok: policy `quickest`"), "{text}");
 }
 
-#[test]
-fn the_guides_worked_example_passes_its_cases_and_is_the_code_the_guide_shows() {
+#[tokio::test]
+async fn the_guides_worked_example_passes_its_cases_and_is_the_code_the_guide_shows() {
     let example = repo().join("sdk/guide/acme");
     let work = tempfile::tempdir().unwrap();
     copy_dir(&example, work.path(), &["target", "dist"]);
@@ -257,6 +257,44 @@ fn the_guides_worked_example_passes_its_cases_and_is_the_code_the_guide_shows() 
             "sdk/README.md must show tests/{case} as it is"
         );
     }
+    let wasm = std::fs::read(work.path().join("dist/acme.wasm")).unwrap();
+    a_wait_read_from_the_body_cools_the_model_down(&wasm).await;
+}
+
+/// Acme says how long to wait in its error body, not in a header: the
+/// adapter's `retry_after_ms` is what the ledger cools the model for, and
+/// what the client is told.
+async fn a_wait_read_from_the_body_cools_the_model_down(wasm: &[u8]) {
+    let mock = Mock::start("acme").await;
+    mock.set(Behavior::status(
+        429,
+        r#"{"problem": {"code": "slow_down", "detail": "Too many generations this minute", "wait_seconds": 30}}"#,
+    ));
+    let gateway = Setup::new()
+        .fragment(
+            "acme",
+            "acme",
+            &mock.base_url(),
+            &[("acme-chat", "acme-large", "chat")],
+            "",
+        )
+        .plugin_bytes("acme", wasm)
+        .start();
+    let reply = gateway.chat(hello("acme-chat")).await;
+    assert_eq!(reply.status, 429, "{}", reply.text);
+    let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!((28..=30).contains(&retry), "retry-after {retry}");
+    assert_eq!(mock.received()[0].path, "/v1/generate");
+    assert_eq!(
+        mock.received()[0].header("x-acme-key"),
+        Some("sk-test-acme-secret")
+    );
+    let quotas = gateway.get("/admin/quotas").await.json();
+    let cooled = quotas["quotas"].as_array().is_some_and(|q| {
+        q.iter()
+            .any(|q| q["provider"] == "acme" && !q["cooldown_until"].is_null())
+    });
+    assert!(cooled, "no cooldown for acme: {quotas}");
 }
 
 fn copy_dir(from: &Path, to: &Path, skip: &[&str]) {

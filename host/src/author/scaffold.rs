@@ -73,7 +73,12 @@ pub struct NewPlugin {
 /// Writes the crate and returns its folder.
 pub fn create(request: &NewPlugin) -> Result<PathBuf, AuthorError> {
     check_name(&request.name)?;
-    let sdk = sdk_path(request.sdk.as_deref())?;
+    let given = request
+        .sdk
+        .clone()
+        .or_else(|| std::env::var_os("TOLLGATE_SDK").map(PathBuf::from));
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let sdk = sdk_path(given, &built_from)?;
     let dir = request
         .dir
         .clone()
@@ -129,20 +134,15 @@ fn type_name(name: &str) -> String {
         .collect()
 }
 
-/// The SDK to build against: `--sdk`, else TOLLGATE_SDK, else the `sdk/`
-/// of the checkout this binary was built from, while it still exists.
-fn sdk_path(flag: Option<&Path>) -> Result<PathBuf, AuthorError> {
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    let (path, given) = match flag
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("TOLLGATE_SDK").map(PathBuf::from))
-    {
-        Some(path) => (path, true),
-        None => (built_from, false),
-    };
+/// The SDK to build against: the one `given` (`--sdk`, else TOLLGATE_SDK),
+/// else the `sdk/` of the checkout this binary was `built_from`, while it
+/// still exists.
+fn sdk_path(given: Option<PathBuf>, built_from: &Path) -> Result<PathBuf, AuthorError> {
+    let asked = given.is_some();
+    let path = given.unwrap_or_else(|| built_from.to_owned());
     let manifest = std::fs::read_to_string(path.join("Cargo.toml")).unwrap_or_default();
     if !manifest.contains("name = \"tollgate-sdk\"") {
-        return Err(if given {
+        return Err(if asked {
             AuthorError::NotAnSdk(path)
         } else {
             AuthorError::NoSdk(path)
@@ -174,6 +174,23 @@ mod tests {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         assert_eq!(type_name("acme-ai"), "AcmeAi");
+    }
+
+    #[test]
+    fn without_the_checkout_it_asks_for_sdk_in_words() {
+        let gone = Path::new("/nowhere/tollgate/sdk");
+        let error = sdk_path(None, gone).unwrap_err().to_string();
+        assert!(
+            error.contains("the Tollgate checkout this binary was built from is gone")
+                && error.contains("pass --sdk PATH"),
+            "{error}"
+        );
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+        assert!(sdk_path(None, &here).unwrap().join("Cargo.toml").is_file());
+        let error = sdk_path(Some(gone.to_owned()), &here)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is not the tollgate-sdk crate"), "{error}");
     }
 
     #[test]

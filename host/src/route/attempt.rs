@@ -70,7 +70,7 @@ impl Gateway {
         };
         hold.read_headers(&response, self.ledger.now());
         if !response.status().is_success() {
-            return Err(self.failure(model, session, &target, response).await);
+            return Err(self.failure(model, session, &target, response, hold).await);
         }
         if let Some(native) = native {
             return self
@@ -114,6 +114,7 @@ impl Gateway {
         mut session: Session,
         target: &Target,
         response: reqwest::Response,
+        hold: &mut Hold,
     ) -> Failed {
         let idle = model.provider.timeouts.idle();
         let upstream = upstream::read_response(response, idle).await.response;
@@ -122,6 +123,10 @@ impl Gateway {
             Ok(failure) => failure,
             Err(e) => return Failed::next(FailureKind::Other, format!("HTTP {status}; {e}")),
         };
+        // An adapter may read when to come back from where its provider
+        // says it (a body field, a header of its own): the cooldown follows
+        // it when the standard headers said nothing.
+        hold.headers.retry_after_ms = hold.headers.retry_after_ms.or(failure.retry_after_ms);
         let message = self.redactor.scrub(&failure.message);
         if failure.kind == FailureKind::BadRequest {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
