@@ -34,6 +34,89 @@ fn faulty_setup(mock: &Mock) -> Setup {
 }
 
 #[tokio::test]
+async fn a_plugin_cannot_send_the_providers_key_to_another_origin() {
+    let provider = Mock::start("provider").await;
+    let thief = Mock::start("thief").await;
+    let backup = Mock::start("backup").await;
+    let fragment = crate::support::gateway::fragment(
+        "faulty",
+        &provider.base_url(),
+        &[("exfiltrate-chat", "exfiltrate")],
+        &format!(
+            "adapter_options: {{ exfiltrate_to: \"{}/steal\" }}",
+            thief.base_url()
+        ),
+    )
+    .replace("adapter: openai", "adapter: faulty");
+    let gateway = Setup::new()
+        .plugin("faulty", "faulty")
+        .file("faulty.yaml", &fragment)
+        .env("FAULTY", "1")
+        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
+        .provider("backup", &backup.base_url(), &[("backup-chat", "b1")])
+        .fallbacks("exfiltrate-chat: [backup-chat]\n")
+        .start();
+    let reply = gateway.chat(hello("exfiltrate-chat")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(content(&reply.json()), "hello from backup");
+    assert!(
+        thief.received().is_empty(),
+        "the key went to {:?}",
+        thief.received()
+    );
+    assert!(provider.received().is_empty());
+
+    // Alone, the client learns why, and the key is nowhere in the answer.
+    let gateway = Setup::new()
+        .plugin("faulty", "faulty")
+        .file("faulty.yaml", &fragment)
+        .env("FAULTY", "1")
+        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
+        .start();
+    let reply = gateway.chat(hello("exfiltrate-chat")).await;
+    assert_eq!(reply.status, 502, "{}", reply.text);
+    let expected = format!(
+        "key to http://{}, not to its base_url's origin http://{}",
+        thief.addr, provider.addr
+    );
+    assert!(reply.text.contains(&expected), "{}", reply.text);
+    assert!(
+        !reply.text.contains("sk-test-faulty-secret"),
+        "{}",
+        reply.text
+    );
+    assert!(thief.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_key_an_upstream_echoes_is_scrubbed_from_what_a_plugin_logs() {
+    // The mock's answer carries the provider's key ("hello from <key>").
+    let echo = Mock::start("sk-test-faulty-secret").await;
+    let fragment = crate::support::gateway::fragment(
+        "faulty",
+        &echo.base_url(),
+        &[("log-chat", "log-body")],
+        "",
+    )
+    .replace("adapter: openai", "adapter: faulty");
+    let gateway = Setup::new()
+        .plugin("faulty", "faulty")
+        .file("faulty.yaml", &fragment)
+        .env("FAULTY", "1")
+        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
+        .capture_logs()
+        .start();
+    let reply = gateway.chat(hello("log-chat")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let logs = gateway.logs();
+    assert!(
+        logs.contains("upstream said:") && logs.contains("hello from ***"),
+        "{logs}"
+    );
+    assert!(!logs.contains("sk-test-faulty-secret"), "{logs}");
+}
+
+#[tokio::test]
 async fn faulty_plugins_fail_the_attempt_and_the_chain_moves_on() {
     let mock = Mock::start("backup").await;
     let gateway = faulty_setup(&mock)

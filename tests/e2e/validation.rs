@@ -98,6 +98,28 @@ async fn invalid_chat_requests_are_refused_before_any_provider() {
         }
         assert_eq!(reply.header("x-tollgate-attempts"), None, "{body}");
     }
+    // Bytes that are not UTF-8, in a field Tollgate ignores (serde_json
+    // does not check those strings): 400, not an empty body for the adapter.
+    let mut raw =
+        br#"{"model": "first-chat", "messages": [{"role": "user", "content": "hi"}], "x_note": ""#
+            .to_vec();
+    raw.extend_from_slice(b"\xff\xfe\"}");
+    let reply = gateway
+        .send(
+            gateway
+                .post("/v1/chat/completions")
+                .header("content-type", "application/json")
+                .body(raw),
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(
+        reply
+            .error_message()
+            .contains("not valid UTF-8 (at byte 84)"),
+        "{}",
+        reply.text
+    );
     assert!(
         first.received().is_empty(),
         "an invalid request reached a provider"

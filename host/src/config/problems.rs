@@ -91,14 +91,14 @@ pub(super) fn check_provider(
         problem("adapter_options", "must be a mapping".into());
     }
     let t = &file.timeouts;
-    if [t.connect, t.response, t.idle]
-        .iter()
-        .any(|s| !s.is_finite() || *s <= 0.0)
-    {
-        problem(
-            "timeouts",
-            "every timeout must be a positive number of seconds".into(),
-        );
+    for (field, seconds) in [
+        ("timeouts.connect", t.connect),
+        ("timeouts.response", t.response),
+        ("timeouts.idle", t.idle),
+    ] {
+        if let Some(why) = bad_seconds(seconds) {
+            problem(field, why);
+        }
     }
     if crate::clock::parse_time_of_day(&file.quota.daily_reset).is_none() {
         problem(
@@ -161,9 +161,26 @@ fn check_local(local: &LocalBackend, problem: &mut dyn FnMut(&str, String)) {
         ("local.idle_ttl", local.idle_ttl),
         ("local.queue_timeout", local.queue_timeout),
     ] {
-        if !seconds.is_finite() || seconds <= 0.0 {
-            problem(field, "must be a positive number of seconds".into());
+        if let Some(why) = bad_seconds(seconds) {
+            problem(field, why);
         }
+    }
+}
+
+/// The longest wait a fragment may name: a week. A larger one is a typo
+/// (`1e20` once got through and then panicked where it became a `Duration`).
+const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// What is wrong with a number of seconds a fragment gives, if anything.
+fn bad_seconds(seconds: f64) -> Option<String> {
+    if !seconds.is_finite() || seconds <= 0.0 {
+        Some("must be a positive number of seconds".into())
+    } else if seconds > MAX_SECONDS {
+        Some(format!(
+            "{seconds} s is more than a week ({MAX_SECONDS} s): is it a typo?"
+        ))
+    } else {
+        None
     }
 }
 

@@ -145,6 +145,24 @@ fn quota_settings_and_limits_are_checked() {
     }
 }
 
+#[test]
+fn absurd_waits_are_refused_at_load_instead_of_panicking_later() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "groq.yaml",
+        &format!("{GROQ}timeouts: {{ connect: 1e20, response: 0, idle: 30 }}\n"),
+    );
+    let err = load(dir.path(), &[]).unwrap_err().to_string();
+    for expected in [
+        "groq.yaml: timeouts.connect: 100000000000000000000 s is more than a week (604800 s)",
+        "groq.yaml: timeouts.response: must be a positive number of seconds",
+    ] {
+        assert!(err.contains(expected), "{expected} missing from:\n{err}");
+    }
+    assert!(!err.contains("timeouts.idle"), "{err}");
+}
+
 /// The catalogue shipped in `providers/` loads, covers the seed's
 /// providers, gives every chat alias a chain, and orders chains free first.
 #[test]

@@ -381,8 +381,14 @@ fn inbound<E: Envelope>(body: &[u8]) -> Result<(String, Inbound), ApiError> {
     let envelope: E = serde_json::from_slice(body)
         .map_err(|e| crate::http::validate::field_error::<E>(body, e))?;
     envelope.check().map_err(ApiError::bad_request)?;
-    // serde_json accepted it, so it is valid UTF-8.
-    let text = String::from_utf8(body.to_vec()).unwrap_or_default();
+    // serde_json skips the strings of fields it ignores without checking
+    // their UTF-8, so a body it accepted may still not be text.
+    let text = String::from_utf8(body.to_vec()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body is not valid UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     let inbound = Inbound {
         request: ClientRequest {
             mode: E::MODE,

@@ -175,7 +175,7 @@ impl Estimate {
     pub fn new(prompt: TextSize, extra: Option<TextSize>, completion_cap: Option<u64>) -> Self {
         let extra = extra.map_or(0, |size| size.tokens());
         Estimate {
-            prompt_tokens: prompt.tokens() + extra,
+            prompt_tokens: prompt.tokens().saturating_add(extra),
             completion_cap,
         }
     }

@@ -72,6 +72,17 @@ struct Partial {
     reset_in_ms: Option<u64>,
 }
 
+/// `retry-after` in ms: seconds (fractions allowed), or an HTTP date as
+/// RFC 9110 also allows, counted from `now_ms` (a date already past is 0).
+fn retry_after(value: &str, now_ms: u64) -> Option<u64> {
+    if let Ok(seconds) = value.parse::<f64>() {
+        return Some((seconds.max(0.0) * 1000.0) as u64);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+    Some(at_ms.saturating_sub(now_ms))
+}
+
 impl RateHeaders {
     pub fn parse<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>, now_ms: u64) -> Self {
         let mut groups: Vec<(String, Partial)> = Vec::new();
@@ -87,12 +98,8 @@ impl RateHeaders {
                 continue;
             }
             if name == "retry-after" {
-                parsed.retry_after_ms = parsed.retry_after_ms.or_else(|| {
-                    value
-                        .parse::<f64>()
-                        .ok()
-                        .map(|s| (s.max(0.0) * 1000.0) as u64)
-                });
+                parsed.retry_after_ms =
+                    parsed.retry_after_ms.or_else(|| retry_after(value, now_ms));
                 continue;
             }
             let (field, group) = if let Some(rest) = name.strip_prefix("x-ratelimit-") {
@@ -297,7 +304,19 @@ mod tests {
     fn retry_after_ms_wins_over_seconds() {
         let parsed = parse(&[("retry-after", "3"), ("retry-after-ms", "1250")]);
         assert_eq!(parsed.retry_after_ms, Some(1_250));
-        let parsed = parse(&[("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")]);
+    }
+
+    #[test]
+    fn retry_after_may_be_an_http_date() {
+        let now = 1_800_000_000_000;
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now + 90_000);
+        let date = httpdate::fmt_http_date(at);
+        let parsed = RateHeaders::parse([("Retry-After", date.as_str())], now);
+        assert_eq!(parsed.retry_after_ms, Some(90_000), "{date}");
+        // A date already past: come back now.
+        let parsed = RateHeaders::parse([("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")], now);
+        assert_eq!(parsed.retry_after_ms, Some(0));
+        let parsed = RateHeaders::parse([("Retry-After", "soon")], now);
         assert_eq!(parsed.retry_after_ms, None);
     }
 

@@ -348,9 +348,11 @@ impl Ledger {
         };
         let amounts = Amounts {
             requests: 1,
-            tokens: prompt + completion,
+            // Saturating: a client's `max_tokens` near u64::MAX must not
+            // wrap into a small count that slips under the token windows.
+            tokens: prompt.saturating_add(completion),
             credit: cost(completion),
-            admit_tokens: prompt + capped,
+            admit_tokens: prompt.saturating_add(capped),
             admit_credit: cost(capped),
         };
         match &self.backend {

@@ -29,7 +29,7 @@ pub(super) fn settlement(
             usage: Some((prompt, completion)),
         } => Amounts {
             requests: reserved.requests,
-            tokens: prompt + completion,
+            tokens: prompt.saturating_add(completion),
             credit: plan
                 .price
                 .as_ref()

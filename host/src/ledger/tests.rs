@@ -191,6 +191,26 @@ async fn a_request_larger_than_the_limit_is_skipped_with_the_reason() {
 }
 
 #[tokio::test]
+async fn an_absurd_max_tokens_saturates_instead_of_wrapping_under_the_limit() {
+    let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
+    // 10 prompt tokens plus a cap of u64::MAX - 5 would wrap to 4 tokens.
+    let absurd = Estimate {
+        prompt_tokens: 10,
+        completion_cap: Some(u64::MAX - 5),
+    };
+    let denial = f
+        .ledger
+        .reserve(&f.plan("small"), &absurd)
+        .await
+        .err()
+        .expect("a request of ~u64::MAX tokens must not fit a tpm of 1000");
+    assert!(
+        denial.to_string().contains("more than the tpm limit"),
+        "{denial}"
+    );
+}
+
+#[tokio::test]
 async fn a_429_cools_the_model_until_the_stated_reset() {
     let f = fixture(Backend::Memory, ManualClock::at(utc(2026, 11, 25, 12, 0)));
     let big = f.plan("big");

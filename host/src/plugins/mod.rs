@@ -194,6 +194,9 @@ pub struct PluginHost {
     /// Advances the engine's epoch while any slot is taken.
     ticker: engine::Ticker,
     cache_dir: Option<PathBuf>,
+    /// The keys every instance scrubs from its plugin's log lines, set by
+    /// the generation in service ([`PluginRuntime::use_secrets`]).
+    secrets: Arc<arc_swap::ArcSwap<crate::redact::Redactor>>,
 }
 
 /// One generation of loaded plugins.
@@ -382,6 +385,11 @@ impl PluginRuntime {
     pub fn failures(&self) -> &[LoadFailure] {
         &self.failures
     }
+
+    /// The provider keys to scrub from plugins' log lines from now on.
+    pub fn use_secrets(&self, redactor: crate::redact::Redactor) {
+        self.host.secrets.store(Arc::new(redactor));
+    }
 }
 
 impl PluginHost {
@@ -403,6 +411,7 @@ impl PluginHost {
             slots,
             ticker,
             cache_dir,
+            secrets: Default::default(),
         })
     }
 
@@ -509,7 +518,7 @@ impl PluginHost {
 
     /// A store for one instance, with the sandbox's limits and deadline.
     fn store(&self, name: &Arc<str>) -> Store<Sandbox> {
-        let sandbox = Sandbox::new(name.clone(), self.limits.memory_bytes);
+        let sandbox = Sandbox::new(name.clone(), self.limits.memory_bytes, self.secrets.clone());
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.limits.deadline_ticks());

@@ -11,6 +11,8 @@
 //! random generators, about a microsecond per instance (`just bench-plugin`).
 
 use super::bindings::tollgate::plugin::{host, types};
+use crate::redact::Redactor;
+use arc_swap::ArcSwap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
@@ -30,10 +32,13 @@ pub struct Sandbox {
     /// The last message the plugin logged at `error` level, cut to
     /// [`STDERR_CAPACITY`].
     last_error: Option<String>,
+    /// The keys of the generation in service, scrubbed from what the plugin
+    /// logs: it never sees a key, but an upstream's answer may echo one.
+    secrets: Arc<ArcSwap<Redactor>>,
 }
 
 impl Sandbox {
-    pub fn new(plugin: Arc<str>, memory_limit: usize) -> Self {
+    pub fn new(plugin: Arc<str>, memory_limit: usize, secrets: Arc<ArcSwap<Redactor>>) -> Self {
         let limits = StoreLimitsBuilder::new()
             .memory_size(memory_limit)
             .trap_on_grow_failure(false)
@@ -44,6 +49,7 @@ impl Sandbox {
             table: ResourceTable::new(),
             limits,
             last_error: None,
+            secrets,
         }
     }
 
@@ -95,6 +101,7 @@ impl types::Host for Sandbox {}
 
 impl host::Host for Sandbox {
     fn log(&mut self, level: host::LogLevel, message: String) {
+        let message = self.secrets.load().scrub(&message);
         let plugin = &*self.plugin;
         match level {
             host::LogLevel::Trace => tracing::trace!(plugin, "{message}"),
@@ -121,7 +128,7 @@ mod tests {
 
     #[test]
     fn the_wasi_context_is_made_on_first_use() {
-        let mut sandbox = Sandbox::new(Arc::from("p"), 1 << 20);
+        let mut sandbox = Sandbox::new(Arc::from("p"), 1 << 20, Default::default());
         assert!(sandbox.wasi.is_none());
         assert_eq!(sandbox.last_words(), None);
         let _ = sandbox.ctx();
@@ -133,7 +140,7 @@ mod tests {
     #[test]
     fn a_panic_logged_without_std_is_the_last_words() {
         use host::Host as _;
-        let mut sandbox = Sandbox::new(Arc::from("p"), 1 << 20);
+        let mut sandbox = Sandbox::new(Arc::from("p"), 1 << 20, Default::default());
         sandbox.log(host::LogLevel::Warn, "not an error".into());
         assert_eq!(sandbox.last_words(), None);
         sandbox.log(

@@ -14,7 +14,7 @@ use crate::config::{Feature, Model};
 use crate::ledger::Outcome;
 use crate::plugins::Session;
 use crate::plugins::bindings::{self, ClientRequest, FailureKind, ResponseKind, Target};
-use crate::upstream::{self, UpstreamError};
+use crate::upstream;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Response, StatusCode};
 
@@ -64,7 +64,7 @@ impl Gateway {
             Ok(response) => response,
             Err(e) => {
                 // Past the connect, the provider may have seen the request.
-                hold.sent = !matches!(e, UpstreamError::Connect(_) | UpstreamError::Invalid(_));
+                hold.sent = !e.before_sending();
                 return Err(e.into());
             }
         };

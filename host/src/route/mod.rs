@@ -107,6 +107,7 @@ impl Gateway {
     ) -> anyhow::Result<Self> {
         let upstreams = Upstreams::new(&catalog.providers)?;
         let redactor = Redactor::new(catalog.secrets());
+        plugins.use_secrets(redactor.clone());
         let routes = Routes::build(&catalog, &plugins, &ledger);
         Ok(Gateway {
             catalog,

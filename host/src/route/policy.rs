@@ -21,7 +21,7 @@ pub fn request_shape(alias: &str, mode: Mode, estimate: &Estimate, stream: bool)
     RequestShape {
         mode,
         alias: alias.to_owned(),
-        estimated_tokens: prompt + completion,
+        estimated_tokens: prompt.saturating_add(completion),
         stream,
     }
 }

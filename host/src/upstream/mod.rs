@@ -33,24 +33,57 @@ pub enum UpstreamError {
     TooLarge,
     #[error("the adapter built an unusable request: {0}")]
     Invalid(String),
+    /// A plugin may build any URL, but the key goes only where the
+    /// provider's fragment says the provider is.
+    #[error(
+        "the adapter asked to send the provider's key to {to}, not to its base_url's origin {base}; nothing was sent"
+    )]
+    KeyElsewhere { to: String, base: String },
+}
+
+impl UpstreamError {
+    /// Whether the provider cannot have seen the request.
+    pub fn before_sending(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect(_)
+                | UpstreamError::Invalid(_)
+                | UpstreamError::KeyElsewhere { .. }
+        )
+    }
+}
+
+/// The provider's key and the one origin it may be sent to.
+pub struct Credentials<'a> {
+    pub key: &'a str,
+    /// The provider's `base_url`, parsed.
+    pub origin: &'a reqwest::Url,
 }
 
 /// Pooled clients: per provider, one for each serving lane (see `lanes`),
 /// so a pooled connection is always driven by the thread that uses it.
 pub struct Upstreams {
-    clients: HashMap<String, Vec<reqwest::Client>>,
+    pools: HashMap<String, Pool>,
+}
+
+/// One provider's clients, and its `base_url` parsed once: the origin its
+/// key may go to.
+struct Pool {
+    lanes: Vec<reqwest::Client>,
+    base: Option<reqwest::Url>,
 }
 
 impl Upstreams {
     pub fn new(providers: &[Arc<Provider>]) -> anyhow::Result<Self> {
-        let mut clients = HashMap::new();
+        let mut pools = HashMap::new();
         for provider in providers.iter().filter(|p| p.enabled()) {
             let lanes = (0..crate::lanes::count())
                 .map(|_| client_for(provider))
                 .collect::<Result<_, _>>()?;
-            clients.insert(provider.name.clone(), lanes);
+            let base = reqwest::Url::parse(&provider.base_url).ok();
+            pools.insert(provider.name.clone(), Pool { lanes, base });
         }
-        Ok(Upstreams { clients })
+        Ok(Upstreams { pools })
     }
 
     /// Sends the request and waits for the response headers. `uploads` are
@@ -61,9 +94,15 @@ impl Upstreams {
         request: UpstreamRequest,
         uploads: &Uploads,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let client = self.client(provider)?;
-        let key = provider.api_key.as_ref().map(|k| k.expose());
-        let request = build(client, key, request, uploads)?;
+        let (client, base) = self.client(provider)?;
+        let credentials = match (&provider.api_key, base) {
+            (Some(key), Some(origin)) => Some(Credentials {
+                key: key.expose(),
+                origin,
+            }),
+            _ => None,
+        };
+        let request = build(client, credentials, request, uploads)?;
         execute(client, provider, request).await
     }
 
@@ -85,12 +124,16 @@ impl Upstreams {
         self.send(provider, request, &Uploads::default()).await
     }
 
-    /// The calling lane's client for `provider`.
-    fn client(&self, provider: &Provider) -> Result<&reqwest::Client, UpstreamError> {
-        let lanes = self.clients.get(&provider.name).ok_or_else(|| {
+    /// The calling lane's client for `provider`, and its parsed `base_url`.
+    fn client(
+        &self,
+        provider: &Provider,
+    ) -> Result<(&reqwest::Client, Option<&reqwest::Url>), UpstreamError> {
+        let pool = self.pools.get(&provider.name).ok_or_else(|| {
             UpstreamError::Invalid(format!("provider {} is not enabled", provider.name))
         })?;
-        Ok(&lanes[crate::lanes::current() % lanes.len()])
+        let client = &pool.lanes[crate::lanes::current() % pool.lanes.len()];
+        Ok((client, pool.base.as_ref()))
     }
 }
 
@@ -125,23 +168,30 @@ async fn execute(
     }
 }
 
-/// The HTTP request the gateway would send for `request` with `key`,
-/// built by the same code as a real attempt; `tollgate plugin test`
-/// compares it with a recorded case. A multipart body's uploads are
-/// missing here, so the caller takes the body out first.
+/// The HTTP request the gateway would send for `request` with `key` to a
+/// provider at `base_url`, built by the same code as a real attempt;
+/// `tollgate plugin test` compares it with a recorded case. A multipart
+/// body's uploads are missing here, so the caller takes the body out first.
 pub fn outgoing(
     request: UpstreamRequest,
-    key: Option<&str>,
+    key: &str,
+    base_url: &str,
 ) -> Result<reqwest::Request, UpstreamError> {
     let client = reqwest::Client::builder()
         .build()
         .map_err(|e| UpstreamError::Invalid(describe(e)))?;
-    build(&client, key, request, &Uploads::default())
+    let origin = reqwest::Url::parse(base_url)
+        .map_err(|e| UpstreamError::Invalid(format!("bad base_url `{base_url}`: {e}")))?;
+    let credentials = Credentials {
+        key,
+        origin: &origin,
+    };
+    build(&client, Some(credentials), request, &Uploads::default())
 }
 
 fn build(
     client: &reqwest::Client,
-    key: Option<&str>,
+    credentials: Option<Credentials<'_>>,
     request: UpstreamRequest,
     uploads: &Uploads,
 ) -> Result<reqwest::Request, UpstreamError> {
@@ -149,6 +199,18 @@ fn build(
         .map_err(|_| UpstreamError::Invalid(format!("bad method `{}`", request.method)))?;
     let mut url = reqwest::Url::parse(&request.url)
         .map_err(|e| UpstreamError::Invalid(format!("bad url `{}`: {e}", request.url)))?;
+    let key = match credentials {
+        Some(c) if !matches!(request.credential, Credential::None) => {
+            if !same_origin(&url, c.origin) {
+                return Err(UpstreamError::KeyElsewhere {
+                    to: url.origin().ascii_serialization(),
+                    base: c.origin.origin().ascii_serialization(),
+                });
+            }
+            Some(c.key)
+        }
+        _ => None,
+    };
     if let (Credential::Query(name), Some(key)) = (&request.credential, key) {
         url.query_pairs_mut().append_pair(name, key);
     }
@@ -174,6 +236,13 @@ fn build(
     builder
         .build()
         .map_err(|e| UpstreamError::Invalid(describe(e)))
+}
+
+/// Scheme, host and port alike (a port left out counts as the scheme's own).
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// A multipart form whose file parts stream from the spooled uploads.
@@ -318,14 +387,20 @@ mod tests {
     fn the_key_goes_where_the_adapter_asked() {
         let client = reqwest::Client::new();
         let none = Uploads::default();
-        let keyed = Some("sk-place-me");
-        let built = build(&client, keyed, request(Credential::Bearer), &none).unwrap();
+        let origin = reqwest::Url::parse("https://api.example.com/v1").unwrap();
+        let keyed = || {
+            Some(Credentials {
+                key: "sk-place-me",
+                origin: &origin,
+            })
+        };
+        let built = build(&client, keyed(), request(Credential::Bearer), &none).unwrap();
         assert_eq!(built.headers()["authorization"], "Bearer sk-place-me");
         assert_eq!(built.headers()["x-extra"], "1");
 
         let built = build(
             &client,
-            keyed,
+            keyed(),
             request(Credential::Header("x-api-key".into())),
             &none,
         )
@@ -335,7 +410,7 @@ mod tests {
 
         let built = build(
             &client,
-            keyed,
+            keyed(),
             request(Credential::Query("key".into())),
             &none,
         )
@@ -343,16 +418,83 @@ mod tests {
         assert_eq!(built.url().query(), Some("alt=sse&key=sk-place-me"));
         assert_eq!(built.headers()["x-extra"], "1");
 
-        let keyless = None;
-        let built = build(&client, keyless, request(Credential::Bearer), &none).unwrap();
+        let built = build(&client, None, request(Credential::Bearer), &none).unwrap();
         assert!(built.headers().get("authorization").is_none());
         let built = build(
             &client,
-            keyless,
+            None,
             request(Credential::Query("key".into())),
             &none,
         )
         .unwrap();
         assert_eq!(built.url().query(), Some("alt=sse"));
+    }
+
+    #[test]
+    fn the_key_goes_only_to_the_providers_own_origin() {
+        let client = reqwest::Client::new();
+        let none = Uploads::default();
+        let origin = reqwest::Url::parse("https://api.example.com/v1").unwrap();
+        let keyed = || {
+            Some(Credentials {
+                key: "sk-place-me",
+                origin: &origin,
+            })
+        };
+        let to = |url: &str, credential: Credential| UpstreamRequest {
+            url: url.into(),
+            ..request(credential)
+        };
+        // The same origin, any path, the default port spelt out: fine.
+        for url in [
+            "https://api.example.com/other/path",
+            "https://api.example.com:443/v1/x",
+        ] {
+            assert!(
+                build(&client, keyed(), to(url, Credential::Bearer), &none).is_ok(),
+                "{url}"
+            );
+        }
+        // Another host, scheme or port: refused, naming both origins, never the key.
+        for (url, shown) in [
+            ("https://evil.example/steal", "https://evil.example"),
+            ("http://api.example.com/v1", "http://api.example.com"),
+            (
+                "https://api.example.com:8443/v1",
+                "https://api.example.com:8443",
+            ),
+            (
+                "https://api.example.com.evil.example/v1",
+                "https://api.example.com.evil.example",
+            ),
+        ] {
+            for credential in [
+                Credential::Bearer,
+                Credential::Header("x-api-key".into()),
+                Credential::Query("key".into()),
+            ] {
+                let error = build(&client, keyed(), to(url, credential), &none).unwrap_err();
+                let text = error.to_string();
+                assert!(error.before_sending(), "{text}");
+                assert!(
+                    text.contains(&format!(
+                        "key to {shown}, not to its base_url's origin https://api.example.com;"
+                    )),
+                    "{text}"
+                );
+                assert!(!text.contains("sk-place-me"), "{text}");
+            }
+        }
+        // A request that asks for no key may go anywhere (a local backend's
+        // control call, a public download).
+        assert!(
+            build(
+                &client,
+                keyed(),
+                to("https://elsewhere.example/", Credential::None),
+                &none
+            )
+            .is_ok()
+        );
     }
 }

@@ -59,7 +59,7 @@ impl Default for TargetSpec {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ExpectedRequest {
     method: Option<String>,
@@ -207,9 +207,17 @@ async fn run_adapter_case(
     let Some(upstream) = attempt.build(&mut session).await? else {
         return Ok(());
     };
-    if let Some(expected) = &case.upstream_request {
-        compare_request(expected, &upstream, &case.key, problems);
-    }
+    // Checked even when the case expects nothing of it: a request the
+    // gateway would refuse to send (the key to another origin) fails here.
+    let anything = ExpectedRequest::default();
+    let expected = case.upstream_request.as_ref().unwrap_or(&anything);
+    compare_request(
+        expected,
+        &upstream,
+        &case.key,
+        &case.target.base_url,
+        problems,
+    );
     let Some(recorded) = &case.upstream_response else {
         return Ok(());
     };
@@ -379,6 +387,7 @@ fn compare_request(
     expected: &ExpectedRequest,
     upstream: &UpstreamRequest,
     key: &str,
+    base_url: &str,
     problems: &mut Vec<String>,
 ) {
     if let Some(kind) = &expected.response {
@@ -396,7 +405,7 @@ fn compare_request(
     compare_body(expected.body.as_ref(), &upstream.body, problems);
     let mut headless = upstream.clone();
     headless.body = Body::Empty;
-    let sent = match crate::upstream::outgoing(headless, Some(key)) {
+    let sent = match crate::upstream::outgoing(headless, key, base_url) {
         Ok(sent) => sent,
         Err(e) => return problems.push(format!("the gateway could not send this request: {e}")),
     };
