@@ -8,29 +8,30 @@ use serde_json::Value;
 /// (aliases `trap-chat`, `spin-chat`, `hog-chat`, `trap-stream-chat`,
 /// `fine-chat`), with a `backup` provider on `mock` and tight sandbox limits.
 fn faulty_setup(mock: &Mock) -> Setup {
-    let fragment = crate::support::gateway::fragment(
-        "faulty",
-        &mock.base_url(),
-        &[
-            ("trap-chat", "trap"),
-            ("spin-chat", "spin"),
-            ("hog-chat", "hog"),
-            ("trap-stream-chat", "trap-stream"),
-            ("fine-chat", "fine"),
-            ("escape-chat", "escape"),
-            ("count-chat", "count"),
-        ],
-        "",
-    )
-    .replace("adapter: openai", "adapter: faulty");
+    let aliases = [
+        ("trap-chat", "trap"),
+        ("spin-chat", "spin"),
+        ("hog-chat", "hog"),
+        ("trap-stream-chat", "trap-stream"),
+        ("fine-chat", "fine"),
+        ("escape-chat", "escape"),
+        ("count-chat", "count"),
+    ];
+    faulty_alone(&mock.base_url(), &aliases, "")
+        .provider("backup", &mock.base_url(), &[("backup-chat", "b1")])
+        .env("TOLLGATE_PLUGIN_DEADLINE_MS", "200")
+        .env("TOLLGATE_PLUGIN_MEMORY_MB", "32")
+}
+
+/// A gateway with only the `faulty` provider, on `base_url`.
+fn faulty_alone(base_url: &str, aliases: &[(&str, &str)], extra: &str) -> Setup {
+    let fragment = crate::support::gateway::fragment("faulty", base_url, aliases, extra)
+        .replace("adapter: openai", "adapter: faulty");
     Setup::new()
         .plugin("faulty", "faulty")
         .file("faulty.yaml", &fragment)
         .env("FAULTY", "1")
         .env("FAULTY_API_KEY", "sk-test-faulty-secret")
-        .provider("backup", &mock.base_url(), &[("backup-chat", "b1")])
-        .env("TOLLGATE_PLUGIN_DEADLINE_MS", "200")
-        .env("TOLLGATE_PLUGIN_MEMORY_MB", "32")
 }
 
 #[tokio::test]
@@ -38,21 +39,12 @@ async fn a_plugin_cannot_send_the_providers_key_to_another_origin() {
     let provider = Mock::start("provider").await;
     let thief = Mock::start("thief").await;
     let backup = Mock::start("backup").await;
-    let fragment = crate::support::gateway::fragment(
-        "faulty",
-        &provider.base_url(),
-        &[("exfiltrate-chat", "exfiltrate")],
-        &format!(
-            "adapter_options: {{ exfiltrate_to: \"{}/steal\" }}",
-            thief.base_url()
-        ),
-    )
-    .replace("adapter: openai", "adapter: faulty");
-    let gateway = Setup::new()
-        .plugin("faulty", "faulty")
-        .file("faulty.yaml", &fragment)
-        .env("FAULTY", "1")
-        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
+    let steal = format!(
+        "adapter_options: {{ exfiltrate_to: \"{}/steal\" }}",
+        thief.base_url()
+    );
+    let aliases = [("exfiltrate-chat", "exfiltrate")];
+    let gateway = faulty_alone(&provider.base_url(), &aliases, &steal)
         .provider("backup", &backup.base_url(), &[("backup-chat", "b1")])
         .fallbacks("exfiltrate-chat: [backup-chat]\n")
         .start();
@@ -67,12 +59,7 @@ async fn a_plugin_cannot_send_the_providers_key_to_another_origin() {
     assert!(provider.received().is_empty());
 
     // Alone, the client learns why, and the key is nowhere in the answer.
-    let gateway = Setup::new()
-        .plugin("faulty", "faulty")
-        .file("faulty.yaml", &fragment)
-        .env("FAULTY", "1")
-        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
-        .start();
+    let gateway = faulty_alone(&provider.base_url(), &aliases, &steal).start();
     let reply = gateway.chat(hello("exfiltrate-chat")).await;
     assert_eq!(reply.status, 502, "{}", reply.text);
     let expected = format!(
@@ -92,18 +79,7 @@ async fn a_plugin_cannot_send_the_providers_key_to_another_origin() {
 async fn a_key_an_upstream_echoes_is_scrubbed_from_what_a_plugin_logs() {
     // The mock's answer carries the provider's key ("hello from <key>").
     let echo = Mock::start("sk-test-faulty-secret").await;
-    let fragment = crate::support::gateway::fragment(
-        "faulty",
-        &echo.base_url(),
-        &[("log-chat", "log-body")],
-        "",
-    )
-    .replace("adapter: openai", "adapter: faulty");
-    let gateway = Setup::new()
-        .plugin("faulty", "faulty")
-        .file("faulty.yaml", &fragment)
-        .env("FAULTY", "1")
-        .env("FAULTY_API_KEY", "sk-test-faulty-secret")
+    let gateway = faulty_alone(&echo.base_url(), &[("log-chat", "log-body")], "")
         .capture_logs()
         .start();
     let reply = gateway.chat(hello("log-chat")).await;

@@ -383,17 +383,20 @@ mod tests {
         }
     }
 
+    /// The test key, bound for `origin`.
+    fn keyed_for(origin: &reqwest::Url) -> Option<Credentials<'_>> {
+        Some(Credentials {
+            key: "sk-place-me",
+            origin,
+        })
+    }
+
     #[test]
     fn the_key_goes_where_the_adapter_asked() {
         let client = reqwest::Client::new();
         let none = Uploads::default();
         let origin = reqwest::Url::parse("https://api.example.com/v1").unwrap();
-        let keyed = || {
-            Some(Credentials {
-                key: "sk-place-me",
-                origin: &origin,
-            })
-        };
+        let keyed = || keyed_for(&origin);
         let built = build(&client, keyed(), request(Credential::Bearer), &none).unwrap();
         assert_eq!(built.headers()["authorization"], "Bearer sk-place-me");
         assert_eq!(built.headers()["x-extra"], "1");
@@ -435,12 +438,7 @@ mod tests {
         let client = reqwest::Client::new();
         let none = Uploads::default();
         let origin = reqwest::Url::parse("https://api.example.com/v1").unwrap();
-        let keyed = || {
-            Some(Credentials {
-                key: "sk-place-me",
-                origin: &origin,
-            })
-        };
+        let keyed = || keyed_for(&origin);
         let to = |url: &str, credential: Credential| UpstreamRequest {
             url: url.into(),
             ..request(credential)
