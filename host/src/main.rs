@@ -379,6 +379,9 @@ fn limits(env: &env::Env) -> Result<Limits> {
     if let Some(ms) = number("TOLLGATE_PLUGIN_DEADLINE_MS")? {
         limits.call_deadline = Duration::from_millis(ms.max(1));
     }
+    if let Some(ms) = number("TOLLGATE_PLUGIN_QUEUE_MS")? {
+        limits.queue_deadline = Duration::from_millis(ms.max(1));
+    }
     if let Some(mb) = number("TOLLGATE_PLUGIN_MEMORY_MB")? {
         limits.memory_bytes = (mb.max(1) as usize) << 20;
     }

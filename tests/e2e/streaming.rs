@@ -82,6 +82,54 @@ async fn first_token_arrives_before_the_upstream_finishes() {
 }
 
 #[tokio::test]
+async fn with_every_plugin_slot_held_a_request_gets_503_after_the_queue_deadline() {
+    let mock = Mock::start("alpha").await;
+    mock.set(Behavior::Gated);
+    let gateway = Setup::new()
+        .provider("alpha", &mock.base_url(), &[("alpha-chat", "a1")])
+        .env("TOLLGATE_MAX_INSTANCES", "1")
+        .env("TOLLGATE_PLUGIN_QUEUE_MS", "300")
+        .start();
+    // A stream holds the one instance slot until it ends.
+    let mut held = gateway
+        .post("/v1/chat/completions")
+        .json(&stream_request("alpha-chat", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    held.chunk().await.unwrap().expect("the first chunk");
+
+    let asked = std::time::Instant::now();
+    let reply = gateway.chat(hello("alpha-chat")).await;
+    let waited = asked.elapsed();
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(reply.json()["error"]["code"], "overloaded");
+    assert!(
+        reply.error_message().contains("TOLLGATE_MAX_INSTANCES"),
+        "{}",
+        reply.text
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "answered after {waited:?}"
+    );
+    assert_eq!(
+        mock.received().len(),
+        1,
+        "the refused request reached no provider"
+    );
+
+    // Once the stream ends, its slot serves the next request.
+    mock.release();
+    while held.chunk().await.unwrap().is_some() {}
+    mock.set(Behavior::Ok);
+    let reply = gateway.chat(hello("alpha-chat")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+#[tokio::test]
 async fn stream_that_fails_before_its_first_byte_falls_back() {
     let (first, _second, gateway) = pair().await;
     for behavior in [

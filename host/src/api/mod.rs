@@ -140,9 +140,27 @@ impl ApiError {
         json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
     }
 
+    /// A 503 says when to come back: it is the gateway shedding load, and
+    /// a second later is a fair retry.
     pub fn into_response(self) -> Response<Body> {
         let body = self.body().to_string();
-        json_response(self.status, body)
+        let mut response = json_response(self.status, body);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
+        response
+    }
+
+    /// A 503: the gateway itself is at a limit of its own.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "overloaded",
+            message,
+        )
     }
 }
 

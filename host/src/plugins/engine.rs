@@ -36,6 +36,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// CPU time one plugin call may take.
     pub call_deadline: Duration,
+    /// How long a call waits for a free instance slot before it is refused
+    /// (503): without it, a full house of long streams stalls everyone.
+    pub queue_deadline: Duration,
     /// Ready instances each plugin keeps for the next requests (0: none,
     /// the default: with serving lanes, a spare made on the request's own
     /// thread saves nothing measurable, see `spares`).
@@ -48,6 +51,7 @@ impl Default for Limits {
             max_instances: 256,
             memory_bytes: 64 << 20,
             call_deadline: Duration::from_millis(250),
+            queue_deadline: Duration::from_secs(10),
             spare_instances: 0,
         }
     }
@@ -261,10 +265,14 @@ fn on_own_thread<T: Send>(work: impl FnOnce() -> Result<T> + Send) -> Result<T> 
 
 /// The artifact at `path`, or `None` (with a warning) when it is unusable.
 fn from_cache(engine: &Engine, path: &Path) -> Option<Component> {
-    // SAFETY: the cache folder holds only artifacts this gateway serialized
-    // itself, named by the source's digest and this engine's compatibility
-    // hash; a mismatched or damaged file is rejected by wasmtime's header
-    // checks and the caller compiles instead.
+    if !verified(path) {
+        tracing::warn!(path = %path.display(), "a compiled cache entry does not match the digest written with it; compiling again");
+        return None;
+    }
+    // SAFETY: the file is byte for byte an artifact this gateway serialized
+    // (its sha256 matches the one stored beside it when it was written),
+    // named by the source's digest and this engine's compatibility hash; a
+    // mismatched engine is still rejected by wasmtime's header checks.
     match unsafe { Component::deserialize_file(engine, path) } {
         Ok(component) => Some(component),
         Err(e) => {
@@ -272,6 +280,21 @@ fn from_cache(engine: &Engine, path: &Path) -> Option<Component> {
             None
         }
     }
+}
+
+/// Where the sha256 of an artifact is kept: beside it.
+fn digest_path(artifact: &Path) -> PathBuf {
+    artifact.with_extension("cwasm.sha256")
+}
+
+/// Whether the artifact is the one its digest was written for. Compiled
+/// code is loaded unchecked by wasmtime, so a file damaged on disk (or an
+/// older cache entry with no digest) is compiled again, not run.
+fn verified(artifact: &Path) -> bool {
+    let Ok(expected) = std::fs::read_to_string(digest_path(artifact)) else {
+        return false;
+    };
+    std::fs::read(artifact).is_ok_and(|bytes| digest(&bytes) == expected.trim())
 }
 
 fn cache_path(engine: &Engine, dir: &Path, digest: &str) -> PathBuf {
@@ -286,6 +309,11 @@ fn store_artifact(component: &Component, path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    // The digest first: an artifact in place always has its digest beside
+    // it, and a crash between the two leaves one that fails to verify.
+    let sum = digest_path(path).with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&sum, digest(&bytes))?;
+    std::fs::rename(&sum, digest_path(path))?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
@@ -321,12 +349,42 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("cache");
         compile(&engine, EMPTY_COMPONENT, "d1", Some(&dir)).unwrap();
-        let written = artifacts(&dir);
-        assert_eq!(written.len(), 1, "one artifact, no temporary file left");
+        let mut written = artifacts(&dir);
+        written.sort();
+        assert_eq!(
+            written.len(),
+            2,
+            "an artifact and its digest, no temporary file: {written:?}"
+        );
         assert!(written[0].extension().is_some_and(|e| e == "cwasm"));
+        assert!(written[1].to_string_lossy().ends_with(".cwasm.sha256"));
         // Bytes that cannot compile, under the digest of the cached ones:
         // only a load from the cache can succeed.
         compile(&engine, b"not wasm", "d1", Some(&dir)).expect("loaded from the cache");
+    }
+
+    #[test]
+    fn a_damaged_cache_entry_is_compiled_again_not_run() {
+        let engine = build(&Limits::default()).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        compile(&engine, EMPTY_COMPONENT, "d5", Some(&dir)).unwrap();
+        let artifact = artifacts(&dir)
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .unwrap();
+        let mut bytes = std::fs::read(&artifact).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&artifact, &bytes).unwrap();
+        assert!(!verified(&artifact));
+        // Only the source can serve now: a damaged entry is not loaded.
+        assert!(compile(&engine, b"not wasm", "d5", Some(&dir)).is_err());
+        compile(&engine, EMPTY_COMPONENT, "d5", Some(&dir)).expect("compiled again");
+        assert!(verified(&artifact), "and the entry rewritten whole");
+        // An entry without its digest (an older cache) is compiled again too.
+        std::fs::remove_file(digest_path(&artifact)).unwrap();
+        assert!(compile(&engine, b"not wasm", "d5", Some(&dir)).is_err());
     }
 
     #[test]

@@ -125,6 +125,13 @@ pub enum PluginError {
     Trap { plugin: Arc<str>, reason: String },
     #[error("plugin `{plugin}` could not be instantiated: {reason}")]
     Instantiate { plugin: Arc<str>, reason: String },
+    #[error(
+        "every plugin instance slot stayed taken for {waited:?} (TOLLGATE_MAX_INSTANCES); try again shortly"
+    )]
+    Busy {
+        plugin: Arc<str>,
+        waited: std::time::Duration,
+    },
 }
 
 impl PluginError {
@@ -134,6 +141,7 @@ impl PluginError {
             PluginError::Deadline { .. } => "deadline",
             PluginError::Trap { .. } => "trap",
             PluginError::Instantiate { .. } => "instantiate",
+            PluginError::Busy { .. } => "busy",
         }
     }
 
@@ -142,7 +150,8 @@ impl PluginError {
         let plugin = match &self {
             PluginError::Deadline { plugin }
             | PluginError::Trap { plugin, .. }
-            | PluginError::Instantiate { plugin, .. } => plugin,
+            | PluginError::Instantiate { plugin, .. }
+            | PluginError::Busy { plugin, .. } => plugin,
         };
         crate::metrics::global().plugin_fault(plugin, self.label());
         self
@@ -474,7 +483,10 @@ impl PluginHost {
                 exports: load_error::export_names(&self.engine, pre.component()),
             });
         }
-        let slot = self.slot().await;
+        let slot = self
+            .slot(name)
+            .await
+            .map_err(|e| LoadError::Instantiate(fault_reason(e)))?;
         let Ready {
             mut store,
             instance,
@@ -525,16 +537,24 @@ impl PluginHost {
         store
     }
 
-    /// Waits for a free instance slot.
-    async fn slot(&self) -> OwnedSemaphorePermit {
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
+    /// A free instance slot, waiting at most the queue deadline for one.
+    async fn slot(&self, plugin: &Arc<str>) -> Result<OwnedSemaphorePermit, PluginError> {
+        if let Some(slot) = self.try_slot() {
+            return Ok(slot);
+        }
+        let waited = self.limits.queue_deadline;
+        let slot = tokio::time::timeout(waited, self.slots.clone().acquire_owned())
             .await
+            .map_err(|_| {
+                PluginError::Busy {
+                    plugin: plugin.clone(),
+                    waited,
+                }
+                .counted()
+            })?
             .expect("the instance semaphore is never closed");
         self.ticker.instance_started();
-        slot
+        Ok(slot)
     }
 
     /// A free instance slot, if there is one now.
@@ -573,7 +593,7 @@ impl PluginHost {
         match spare {
             Some(ready) => Ok(ready),
             None => {
-                let slot = self.slot().await;
+                let slot = self.slot(&plugin.name).await?;
                 self.fresh(&plugin.name, &plugin.pre, plugin.calls, slot)
                     .await
             }
@@ -631,6 +651,7 @@ fn fault_reason(fault: PluginError) -> String {
     match fault {
         PluginError::Deadline { .. } => "it exceeded its CPU deadline".into(),
         PluginError::Trap { reason, .. } | PluginError::Instantiate { reason, .. } => reason,
+        busy @ PluginError::Busy { .. } => busy.to_string(),
     }
 }
 

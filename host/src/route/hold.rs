@@ -100,8 +100,16 @@ impl Failed {
 }
 
 impl From<crate::plugins::PluginError> for Failed {
+    /// Every adapter shares the instance slots, so a request that found
+    /// none free within the queue deadline would wait as long again at
+    /// the next candidate: it is answered 503 now.
     fn from(e: crate::plugins::PluginError) -> Self {
-        Failed::next(FailureKind::Other, e)
+        match e {
+            crate::plugins::PluginError::Busy { .. } => {
+                Failed::Final(ApiError::overloaded(e.to_string()))
+            }
+            e => Failed::next(FailureKind::Other, e),
+        }
     }
 }
 
