@@ -289,7 +289,9 @@ fn digest_path(artifact: &Path) -> PathBuf {
 
 /// Whether the artifact is the one its digest was written for. Compiled
 /// code is loaded unchecked by wasmtime, so a file damaged on disk (or an
-/// older cache entry with no digest) is compiled again, not run.
+/// older cache entry with no digest) is compiled again, not run. This
+/// guards against damage, not against someone who can write the data
+/// folder: they could write the digest too.
 fn verified(artifact: &Path) -> bool {
     let Ok(expected) = std::fs::read_to_string(digest_path(artifact)) else {
         return false;
