@@ -285,3 +285,42 @@ async fn replacing_the_adapter_under_load_fails_no_request() {
     assert_eq!(digests.len(), 5);
     assert!(slowest < Duration::from_secs(3), "a swap took {slowest:?}");
 }
+
+/// A Kubernetes ConfigMap mounted as the config folder: every file is a
+/// symlink through `..data`, and an update writes a new timestamped folder
+/// and renames a `..data_tmp` symlink over `..data`. No `.yaml` name changes.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_configmap_swap_of_the_data_symlink_reloads() {
+    use std::os::unix::fs::symlink;
+    let alpha = Mock::start("alpha").await;
+    let beta = Mock::start("beta").await;
+    let gateway = Setup::new().enable("alpha").start();
+    let providers = gateway.dir().join("providers");
+    let version = |n: u32, base_url: &str| {
+        let folder = format!("..2026_12_07_00_00_0{n}.000000001");
+        std::fs::create_dir(providers.join(&folder)).unwrap();
+        let text = fragment("alpha", base_url, &[("alpha-chat", "a1")], "");
+        std::fs::write(providers.join(&folder).join("alpha.yaml"), text).unwrap();
+        folder
+    };
+    // The first mount, as the kubelet lays it out.
+    let first = version(1, &alpha.base_url());
+    symlink(&first, providers.join("..data")).unwrap();
+    symlink("..data/alpha.yaml", providers.join("alpha.yaml")).unwrap();
+    eventually("the first mount to serve", async || {
+        let reply = gateway.chat(hello("alpha-chat")).await;
+        reply.status == 200 && content(&reply.json()) == "hello from alpha"
+    })
+    .await;
+
+    // The update: a new folder, then `..data_tmp` renamed over `..data`.
+    let second = version(2, &beta.base_url());
+    symlink(&second, providers.join("..data_tmp")).unwrap();
+    std::fs::rename(providers.join("..data_tmp"), providers.join("..data")).unwrap();
+    eventually("the swapped ConfigMap to serve", async || {
+        let reply = gateway.chat(hello("alpha-chat")).await;
+        reply.status == 200 && content(&reply.json()) == "hello from beta"
+    })
+    .await;
+}

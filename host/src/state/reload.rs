@@ -85,6 +85,12 @@ fn watched_file(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
+    // A mounted Kubernetes ConfigMap changes by one rename: `..data_tmp`
+    // over `..data`, the symlink every file in the folder points through.
+    // No file of a watched kind is touched, so that rename is the change.
+    if name == "..data" {
+        return true;
+    }
     let temporary = name.starts_with('.') || name.ends_with('~');
     let extension = path.extension().and_then(|e| e.to_str());
     !temporary && matches!(extension, Some("yaml" | "yml" | "wasm"))
@@ -211,5 +217,11 @@ mod tests {
         assert!(!watched_file(Path::new("plugins/openai.wasm.tmp")));
         assert!(!watched_file(Path::new("providers/groq.yaml~")));
         assert!(!watched_file(Path::new("providers/README.md")));
+        // A ConfigMap swap: only the final rename counts.
+        assert!(watched_file(Path::new("providers/..data")));
+        assert!(!watched_file(Path::new("providers/..data_tmp")));
+        assert!(!watched_file(Path::new(
+            "providers/..2026_12_07_03_20_00.123"
+        )));
     }
 }
