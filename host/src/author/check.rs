@@ -4,7 +4,7 @@
 
 use super::cases::mode_name;
 use crate::plugins::engine::Limits;
-use crate::plugins::{Kind, LoadError, LoadedPlugin, PluginRuntime};
+use crate::plugins::{LoadError, LoadedPlugin, PluginRuntime};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -68,10 +68,7 @@ pub fn plugin_name(path: &Path) -> String {
 fn summary(name: String, plugin: &Arc<LoadedPlugin>, bytes: usize, load_time: Duration) -> Summary {
     Summary {
         name,
-        kind: match plugin.kind {
-            Kind::Adapter(_) => "adapter",
-            Kind::Policy(_) => "policy",
-        },
+        kind: plugin.kind.name(),
         info_name: plugin.info.name.clone(),
         version: plugin.info.version.clone(),
         modes: plugin.info.modes.iter().map(|m| mode_name(*m)).collect(),
