@@ -14,6 +14,8 @@
 //! - [`route`]: one request across its candidates: the route table, the
 //!   policy call, attempts, relaying the answer, local-backend control.
 //! - [`upstream`]: every socket to a provider, and reading its answer.
+//! - [`keys`]: gateway keys (who may ask for what, within which limits),
+//!   found by the front door and enforced by the router.
 //! - [`ledger`]: quota windows, reservations, cooldowns.
 //! - [`gpu`]: the VRAM lease table and job slots of local backends.
 //! - [`plugins`]: the WebAssembly sandbox for adapters and policies.
@@ -34,6 +36,8 @@ pub mod http;
 pub mod route;
 
 pub mod upstream;
+
+pub mod keys;
 
 pub mod gpu;
 pub mod ledger;

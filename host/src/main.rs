@@ -14,6 +14,8 @@ use tollgate::config::{Catalog, Secret};
 use tollgate::gpu::device::Device;
 use tollgate::gpu::{GpuReport, Leases};
 use tollgate::http::server;
+use tollgate::keys::Keys;
+use tollgate::keys::store::KeyStore;
 use tollgate::ledger::report::QuotaReport;
 use tollgate::ledger::store::Store;
 use tollgate::ledger::{Backend, Ledger};
@@ -60,6 +62,65 @@ enum Command {
     /// routing policy).
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Make, list and revoke gateway keys on a running gateway (its
+    /// /admin/keys, with TOLLGATE_MASTER_KEY).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a key; its secret is printed once.
+    Add(KeyAddArgs),
+    /// List every key with its limits and this month's usage.
+    List(UrlArgs),
+    /// Revoke a key made with `keys add`.
+    Rm(KeyRmArgs),
+}
+
+#[derive(Args)]
+struct UrlArgs {
+    /// The gateway. Default: TOLLGATE_URL, else http://127.0.0.1:4000.
+    #[arg(long)]
+    url: Option<String>,
+    /// Print the JSON the gateway answered.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct KeyAddArgs {
+    /// The key's name: letters, digits, `-`, `_`, `.`.
+    name: String,
+    /// An alias it may use (`*` matches any run); repeat for more. Default: all.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    #[arg(long)]
+    rpm: Option<u64>,
+    #[arg(long)]
+    rpd: Option<u64>,
+    #[arg(long)]
+    tpm: Option<u64>,
+    #[arg(long)]
+    tpd: Option<u64>,
+    /// Dollars a calendar month on paid models.
+    #[arg(long)]
+    budget_usd: Option<f64>,
+    /// YYYY-MM-DD (UTC) after which it stops working.
+    #[arg(long)]
+    expires: Option<String>,
+    /// Tiers it may be served from, separated by commas (free,local).
+    #[arg(long, value_delimiter = ',')]
+    tiers: Vec<String>,
+    #[command(flatten)]
+    url: UrlArgs,
+}
+
+#[derive(Args)]
+struct KeyRmArgs {
+    name: String,
+    #[command(flatten)]
+    url: UrlArgs,
 }
 
 #[derive(Subcommand)]
@@ -232,6 +293,7 @@ fn main() -> std::process::ExitCode {
             Command::Gpu(args) => gpu(args).await,
             Command::Import(ImportSource::Litellm(args)) => import_litellm(args),
             Command::Plugin(command) => plugin(command).await,
+            Command::Keys(command) => keys_command(command).await,
         }
     });
     match result {
@@ -451,7 +513,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     ledger.spawn_saver(Duration::from_millis(500));
     let leases = Leases::new(gpu_device(&env)?);
     let gateway = router::Gateway::new(catalog, plugins, ledger.clone(), leases)?;
-    let state = Arc::new(state::AppState::new(gateway, master_key));
+    let keys = open_keys(&args.sources, &env, &ledger)?;
+    if !keys.ring().is_empty() && master_key.is_none() {
+        tracing::warn!(
+            "gateway keys are set but TOLLGATE_MASTER_KEY is not: /admin and /metrics refuse everyone until it is"
+        );
+    }
+    let state = Arc::new(state::AppState::new(gateway, master_key, keys));
     spawn_idle_sweeper(state.clone());
     let watched = reload::Watched {
         config: args.sources.config.clone(),
@@ -496,6 +564,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
     server::run(listener, state, idle_poll, shutdown_signal()).await?;
     ledger.flush().await;
     Ok(())
+}
+
+/// The keys of keys.yaml and those made through the API (kept in the data
+/// folder).
+fn open_keys(sources: &Sources, env: &env::Env, ledger: &Arc<Ledger>) -> Result<Keys> {
+    let file = tollgate::keys::file::load(&sources.config, env)?;
+    let store = KeyStore::open(&sources.data)?;
+    let keys = Keys::new(ledger.clone(), Some(store), file)?;
+    let count = keys.ring().keys().len();
+    if count > 0 {
+        tracing::info!(
+            keys = count,
+            "gateway keys in service: every /v1 request needs one"
+        );
+    }
+    Ok(keys)
 }
 
 /// The card from TOLLGATE_GPU_VRAM_MB, else NVML (device
@@ -598,7 +682,15 @@ async fn shutdown_signal() {
 async fn check(sources: Sources) -> Result<()> {
     let env = env::Env::load(Path::new("."))?;
     let (catalog, plugins) = load(&sources, &env).await?;
+    let keys = tollgate::keys::file::load(&sources.config, &env)?;
     report::print(&report::check(&catalog, &plugins));
+    if !keys.is_empty() {
+        println!(
+            "{} gateway key(s) in {}",
+            keys.len(),
+            tollgate::keys::file::FILE
+        );
+    }
     if !plugins.failures().is_empty() {
         anyhow::bail!("{} plugin(s) were rejected", plugins.failures().len());
     }
@@ -669,6 +761,46 @@ async fn admin_get(url: &str, path: &str, env: &env::Env) -> Result<Option<bytes
         );
     }
     Ok(Some(body))
+}
+
+async fn keys_command(command: KeysCommand) -> Result<()> {
+    use tollgate::keys::client;
+    let env = env::Env::load(Path::new("."))?;
+    let master = env.get("TOLLGATE_MASTER_KEY");
+    match command {
+        KeysCommand::Add(args) => {
+            let url = gateway_url(args.url.url.as_deref(), &env);
+            let body = serde_json::json!({
+                "name": args.name,
+                "models": args.models,
+                "rpm": args.rpm, "rpd": args.rpd, "tpm": args.tpm, "tpd": args.tpd,
+                "budget_usd": args.budget_usd,
+                "expires": args.expires,
+                "tiers": (!args.tiers.is_empty()).then_some(args.tiers),
+            });
+            let made = client::add(&url, master, client::without_nulls(body)).await?;
+            if args.url.json {
+                println!("{}", serde_json::to_string_pretty(&made)?);
+            } else {
+                print!("{}", client::made(&made));
+            }
+        }
+        KeysCommand::List(args) => {
+            let url = gateway_url(args.url.as_deref(), &env);
+            let listed = client::list(&url, master).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+            } else {
+                print!("{}", client::table(&listed));
+            }
+        }
+        KeysCommand::Rm(args) => {
+            let url = gateway_url(args.url.url.as_deref(), &env);
+            client::remove(&url, master, &args.name).await?;
+            println!("revoked {}", args.name);
+        }
+    }
+    Ok(())
 }
 
 async fn models(sources: Sources) -> Result<()> {

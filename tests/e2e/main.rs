@@ -22,6 +22,7 @@ mod fallback;
 mod gpu;
 mod idle;
 mod import;
+mod keys;
 mod modes;
 mod observe;
 mod openai_client;

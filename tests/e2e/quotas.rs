@@ -371,15 +371,15 @@ async fn the_quotas_command_prints_a_table_live_and_offline() {
 }
 
 /// A `redis-server` on a free port, stopped on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Redis {
     /// `None` (with a note) when redis-server is not installed; CI installs
     /// it, and there a missing server fails the test.
-    fn start() -> Option<Redis> {
+    pub(crate) fn start() -> Option<Redis> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

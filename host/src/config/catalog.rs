@@ -27,6 +27,8 @@ pub struct Catalog {
 
 pub const FALLBACKS_FILE: &str = "fallbacks.yaml";
 pub const POLICIES_FILE: &str = "policies.yaml";
+/// The gateway keys (`crate::keys`); not a fragment.
+pub const KEYS_FILE: &str = "keys.yaml";
 /// The routing policy used where `policies.yaml` names none.
 pub const DEFAULT_POLICY: &str = "free-first";
 

@@ -2,7 +2,7 @@
 //! into, and finding them in the config folder. Unknown fields are refused
 //! here (`deny_unknown_fields`), so a typo is a problem, not a default.
 
-use super::{FALLBACKS_FILE, POLICIES_FILE};
+use super::{FALLBACKS_FILE, KEYS_FILE, POLICIES_FILE};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,7 +52,7 @@ impl Feature {
 }
 
 /// How a provider is paid for; chains go free → subscription → paid → local.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     Free,
@@ -308,7 +308,7 @@ pub(super) fn fragment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
                 .is_some_and(|ext| ext == "yaml" || ext == "yml");
             let special = path
                 .file_name()
-                .is_some_and(|n| n == FALLBACKS_FILE || n == POLICIES_FILE);
+                .is_some_and(|n| n == FALLBACKS_FILE || n == POLICIES_FILE || n == KEYS_FILE);
             yaml && !special
         })
         .collect();

@@ -11,7 +11,7 @@ pub mod fragment;
 pub mod problems;
 pub mod resolve;
 
-pub use catalog::{Catalog, DEFAULT_POLICY, FALLBACKS_FILE, POLICIES_FILE, Policies};
+pub use catalog::{Catalog, DEFAULT_POLICY, FALLBACKS_FILE, KEYS_FILE, POLICIES_FILE, Policies};
 pub use fragment::{
     Feature, Gpu, Limits, LocalBackend, Mode, Price, Quota, Tier, Timeouts, WindowStyle,
 };

@@ -8,8 +8,9 @@
 use crate::api::{ApiError, Body, typed_response};
 use crate::clock::parse_rfc3339;
 use crate::gpu::GpuReport;
+use crate::ledger::keyed::KEY_SCOPE_PREFIX;
 use crate::ledger::report::QuotaReport;
-use crate::state::Generation;
+use crate::state::AppState;
 use hyper::{Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::prometheus_text;
@@ -40,13 +41,25 @@ struct StateLabel {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabel {
+    key: String,
+}
+
 /// The whole exposition.
-pub async fn metrics(generation: &Generation) -> Response<Body> {
+pub async fn metrics(state: &AppState) -> Response<Body> {
+    let generation = state.current();
     let gateway = &generation.gateway;
     let mut registry = Registry::with_prefix("tollgate");
     crate::metrics::global().register(&mut registry);
     let quotas = gateway.ledger.report().await;
     register_quotas(&mut registry, &quotas, gateway.ledger.now());
+    register_spend(&mut registry, &quotas);
+    let keys = gateway
+        .ledger
+        .report_of(|scope| scope.provider.starts_with(KEY_SCOPE_PREFIX))
+        .await;
+    register_keys(&mut registry, &keys);
     register_gpu(&mut registry, &gateway.leases.report());
     let mut text = String::new();
     if let Err(e) = prometheus_text::encode(&mut text, &registry) {
@@ -104,6 +117,57 @@ fn register_quotas(registry: &mut Registry, report: &QuotaReport, now_ms: u64) {
         Unit::Seconds,
         cooldown,
     );
+}
+
+/// `tollgate_spend_usd{provider,model}`: this month's spend on each priced
+/// model, from its price and the usage its provider reported.
+fn register_spend(registry: &mut Registry, report: &QuotaReport) {
+    let spend = Family::<ScopeLabels, FloatGauge>::default();
+    for row in report.quotas.iter().filter(|r| r.window == "spend_usd") {
+        let labels = ScopeLabels {
+            provider: row.provider.clone(),
+            model: row.model.clone(),
+        };
+        spend.get_or_create(&labels).set(row.used.unwrap_or(0.0));
+    }
+    registry.register(
+        "spend_usd",
+        "Dollars spent this calendar month on a priced model",
+        spend,
+    );
+}
+
+/// Each gateway key's month: `tollgate_key_requests`, `tollgate_key_tokens`
+/// and `tollgate_key_spend_usd`, labelled with the key's name (never its
+/// secret).
+fn register_keys(registry: &mut Registry, report: &QuotaReport) {
+    let families = [
+        (
+            "key_requests",
+            "rpmonth",
+            "Requests a gateway key made this calendar month",
+        ),
+        (
+            "key_tokens",
+            "tpmonth",
+            "Tokens a gateway key's answers used this calendar month",
+        ),
+        (
+            "key_spend_usd",
+            "credit_usd",
+            "Dollars a gateway key spent on paid models this calendar month",
+        ),
+    ];
+    for (name, window, help) in families {
+        let family = Family::<KeyLabel, FloatGauge>::default();
+        for row in report.quotas.iter().filter(|r| r.window == window) {
+            let key = row.provider.trim_start_matches(KEY_SCOPE_PREFIX).to_owned();
+            family
+                .get_or_create(&KeyLabel { key })
+                .set(row.used.unwrap_or(0.0));
+        }
+        registry.register(name, help, family);
+    }
 }
 
 /// `tollgate_gpu_vram_bytes{state}` (`capacity`, `leased`, and the card's

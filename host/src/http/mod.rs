@@ -7,7 +7,9 @@
 //! views: JSON ([`admin`]), Prometheus ([`metrics`]) and the page that
 //! draws them ([`dashboard`]).
 
+pub mod access;
 pub mod admin;
+pub mod admin_keys;
 pub mod dashboard;
 pub mod endpoints;
 pub mod events;

@@ -1,15 +1,14 @@
 //! The HTTP front door: routes, client authentication, body limits, parsing.
 
 use crate::api::{ApiError, Body, json_response};
-use crate::http::admin;
 use crate::http::endpoints;
+use crate::http::{access, admin, admin_keys};
 use crate::http::{dashboard, metrics};
 use crate::http::{messages, responses};
 use crate::route::Gateway;
 use crate::route::record::{self, Answered, Record};
 use crate::state::AppState;
 use hyper::body::Incoming;
-use hyper::header::AUTHORIZATION;
 use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -42,6 +41,7 @@ const PATHS: &[&str] = &[
     "/admin/gpu",
     "/admin/plugins",
     "/admin/activity",
+    "/admin/keys",
     "/metrics",
     "/",
 ];
@@ -137,7 +137,7 @@ pub async fn run_metrics(
             let state = state.clone();
             async move {
                 let response = match (request.method(), request.uri().path()) {
-                    (&Method::GET, "/metrics") => metrics::metrics(&state.current()).await,
+                    (&Method::GET, "/metrics") => metrics::metrics(&state).await,
                     (method, path) => {
                         ApiError::route_not_found(method.as_str(), path).into_response()
                     }
@@ -258,22 +258,38 @@ async fn route(
         return dashboard::page();
     }
     let anthropic = path.starts_with("/v1/messages");
-    if !authorized(state, &request) {
-        return shaped(anthropic, ApiError::unauthorized());
-    }
+    let caller = match access::caller(state, request.headers(), path) {
+        Ok(caller) => caller,
+        Err(error) => return shaped(anthropic, error),
+    };
     let generation = state.current();
+    let allowlist = caller
+        .key
+        .as_ref()
+        .filter(|key| !key.spec.models.is_empty())
+        .cloned();
+    Record::current().set_caller(caller);
     match (method, path) {
         (&Method::GET, "/v1/models") if request.headers().contains_key(ANTHROPIC_VERSION) => {
             json_response(StatusCode::OK, generation.models_anthropic.clone())
         }
-        (&Method::GET, "/v1/models") => {
-            json_response(StatusCode::OK, generation.models_json.clone())
+        (&Method::GET, "/v1/models") => match allowlist {
+            Some(key) => json_response(
+                StatusCode::OK,
+                crate::state::models_body_for(&generation.gateway, &|alias| key.spec.allows(alias)),
+            ),
+            None => json_response(StatusCode::OK, generation.models_json.clone()),
+        },
+        (&Method::GET, "/admin/keys") => admin_keys::list(state).await,
+        (&Method::POST, "/admin/keys") => admin_keys::add(state, request).await,
+        (&Method::DELETE, p) if p.starts_with("/admin/keys/") => {
+            admin_keys::remove(state, &p["/admin/keys/".len()..])
         }
         (&Method::GET, "/admin/quotas") => admin::quotas(&generation.gateway).await,
         (&Method::GET, "/admin/gpu") => admin::gpu(&generation.gateway),
         (&Method::GET, "/admin/plugins") => admin::plugins(state, &generation),
         (&Method::GET, "/admin/activity") => admin::activity(),
-        (&Method::GET, "/metrics") => metrics::metrics(&generation).await,
+        (&Method::GET, "/metrics") => metrics::metrics(state).await,
         (&Method::GET, "/v1/audio/voices") => {
             endpoints::voices(&generation.gateway, &request).await
         }
@@ -318,46 +334,3 @@ async fn post(gateway: &Gateway, request: Request<Incoming>, path: &str) -> Resp
 
 /// The header every Anthropic client sends; its value is accepted as it is.
 const ANTHROPIC_VERSION: &str = "anthropic-version";
-
-/// True when no master key is set, or the key presented equals it, as
-/// `Authorization: Bearer` (OpenAI clients) or `x-api-key` (Anthropic's),
-/// on any route.
-fn authorized(state: &AppState, request: &Request<Incoming>) -> bool {
-    let Some(key) = &state.master_key else {
-        return true;
-    };
-    let headers = request.headers();
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let presented = bearer
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .unwrap_or("");
-    constant_time_eq(presented.as_bytes(), key.expose().as_bytes())
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a
-/// guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    std::hint::black_box(diff) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_eq_matches_only_equal_inputs() {
-        assert!(constant_time_eq(b"secret-key", b"secret-key"));
-        assert!(!constant_time_eq(b"secret-kez", b"secret-key"));
-        assert!(!constant_time_eq(b"secret", b"secret-key"));
-        assert!(!constant_time_eq(b"", b"secret-key"));
-    }
-}

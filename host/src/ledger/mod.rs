@@ -16,6 +16,7 @@
 
 pub mod estimate;
 pub mod headers;
+pub mod keyed;
 mod local;
 pub mod plan;
 pub mod redis;
@@ -429,10 +430,18 @@ impl Ledger {
         local::outlook(plan, self.now())
     }
 
-    /// What `/admin/quotas` and `tollgate quotas` show.
+    /// What `/admin/quotas` and `tollgate quotas` show: the providers'
+    /// scopes (gateway keys have `/admin/keys`).
     pub async fn report(&self) -> report::QuotaReport {
+        self.report_of(|scope| !scope.provider.starts_with(keyed::KEY_SCOPE_PREFIX))
+            .await
+    }
+
+    /// The rows of the scopes `keep` picks.
+    pub async fn report_of(&self, keep: impl Fn(&Scope) -> bool) -> report::QuotaReport {
         let now = self.now();
-        let scopes = self.scopes();
+        let mut scopes = self.scopes();
+        scopes.retain(|scope| keep(scope));
         let rows = match &self.backend {
             Backend::Redis(shared) => shared.report(&scopes, now).await,
             _ => Ok(local::report(&scopes, now)),

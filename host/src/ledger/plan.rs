@@ -284,7 +284,25 @@ pub fn rules(limits: &Limits, quota: &Quota) -> Vec<Rule> {
 /// The per-model rules, or nothing: a model with no limits of its own still
 /// gets a scope, since 429 cooldowns are per model.
 pub fn model_rules(model: &Model) -> Vec<Rule> {
-    rules(&model.limits, &model.provider.quota)
+    let mut rules = rules(&model.limits, &model.provider.quota);
+    if model.price.is_some() {
+        rules.push(spend_rule(&model.provider.quota));
+    }
+    rules
+}
+
+/// A priced model's month of spend, counted without a limit, so
+/// `/admin/quotas` shows what each provider cost this month.
+fn spend_rule(quota: &Quota) -> Rule {
+    Rule {
+        name: "spend_usd",
+        metric: Metric::Credit,
+        span: Span::Month,
+        limit: super::window::UNLIMITED,
+        refill: Refill::Monthly {
+            day: quota.monthly_reset_day,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -40,15 +40,17 @@ impl Row {
             Metric::Credit => n as f64 / 1e6,
             _ => n as f64,
         };
+        // A window that only counts has no limit to show.
+        let counted = rule.limit < super::window::UNLIMITED;
         Row {
             provider: scope.provider.clone(),
             model: scope.model.clone().unwrap_or_else(|| "*".into()),
             key: scope.key.clone(),
             window: rule.name.into(),
             metric: Some(rule.metric),
-            limit: Some(amount(rule.limit)),
+            limit: counted.then(|| amount(rule.limit)),
             used: Some(amount(used)),
-            remaining: Some(amount(rule.limit.saturating_sub(used))),
+            remaining: counted.then(|| amount(rule.limit.saturating_sub(used))),
             resets_at: resets_at.map(rfc3339),
             cooldown_until: cooldown.map(|c| rfc3339(c.until)),
             cooldown_cause: cooldown.map(|c| c.cause.clone()),

@@ -58,6 +58,11 @@ pub struct Rule {
 /// distinct milliseconds of traffic inside one period to get there.
 const MAX_ENTRIES: usize = 4_096;
 
+/// The limit of a window that only counts (a month's spend, a key's month of
+/// requests): far beyond any real use, and exact as a Lua number in the
+/// Redis script (below 2^53).
+pub const UNLIMITED: u64 = 1 << 52;
+
 /// The persisted part of a window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]

@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// attempt ends (a stream carries it to its last chunk).
 pub(crate) struct Hold {
     pub(super) reservation: Option<Reservation>,
+    /// The attempt's price, reserved on its key's budget (paid candidates
+    /// of a keyed request only).
+    pub(super) spend: Option<Reservation>,
     pub(super) headers: RateHeaders,
     /// Whether the request reached the provider (it then counts).
     pub(super) sent: bool,
@@ -33,6 +36,7 @@ impl Hold {
     pub(super) fn new(reservation: Reservation, record: &Arc<Record>) -> Self {
         Hold {
             reservation: Some(reservation),
+            spend: None,
             headers: RateHeaders::default(),
             sent: false,
             status: None,
@@ -48,6 +52,15 @@ impl Hold {
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(outcome, &self.headers).await;
         }
+        if let Some(spend) = self.spend.take() {
+            // Only a served attempt costs money; the provider's headers
+            // and failures say nothing of the key's budget.
+            let spent = match outcome {
+                Outcome::Served { .. } => outcome,
+                _ => Outcome::NotSent,
+            };
+            spend.settle(spent, &RateHeaders::default()).await;
+        }
     }
 
     /// Moves the hold into a body that outlives the attempt (a stream,
@@ -56,6 +69,7 @@ impl Hold {
         self.record.stream_started();
         Hold {
             reservation: self.reservation.take(),
+            spend: self.spend.take(),
             headers: std::mem::take(&mut self.headers),
             sent: true,
             status: self.status,

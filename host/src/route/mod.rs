@@ -16,6 +16,7 @@
 //! provider's rate-limit headers when the attempt ends, however it ends.
 
 mod attempt;
+mod guard;
 mod hold;
 mod local;
 pub mod native;
@@ -27,12 +28,13 @@ pub mod table;
 mod voices;
 
 pub use attempt::{target_of, wit_mode};
-pub use notes::{ATTEMPTS_HEADER, PROVIDER_HEADER, SKIPPED_HEADER};
+pub use notes::{ATTEMPTS_HEADER, PROVIDER_HEADER, ROUTE_HEADER, SKIPPED_HEADER};
 
 use crate::api::uploads::Uploads;
 use crate::api::{ApiError, Body};
 use crate::config::{Catalog, Feature, Model};
 use crate::gpu::Leases;
+use crate::keys::Caller;
 use crate::ledger::estimate::Estimate;
 use crate::ledger::{Ledger, Outcome};
 use crate::plugins::bindings::policy::{Candidate, FailedAttempt, NextStep, RequestShape};
@@ -143,6 +145,13 @@ impl Gateway {
             ))
             .into_response();
         }
+        let caller = record.caller();
+        if let Some(caller) = &caller
+            && let Err(refused) =
+                guard::admit(&self.ledger, caller, alias, &inbound.estimate, record).await
+        {
+            return refused;
+        }
         let routing = route.policy.as_ref().map(|policy| Routing {
             policy,
             shape: policy::request_shape(
@@ -156,7 +165,8 @@ impl Gateway {
         let mut notes: Vec<Note> = Vec::new();
         for (index, hop) in hops.iter().enumerate() {
             let model = &hop.model;
-            let (result, status) = match self.try_candidate(hop, inbound, record).await {
+            let tried = self.try_candidate(hop, inbound, record, caller.as_ref());
+            let (result, status) = match tried.await {
                 Ok(tried) => tried,
                 Err(note) => {
                     notes.push(note);
@@ -202,11 +212,12 @@ impl Gateway {
         hop: &Hop,
         inbound: &Inbound,
         record: &Arc<Record>,
+        caller: Option<&Caller>,
     ) -> Result<(Result<Response<Body>, Failed>, Option<u16>), Note> {
         let (model, plan) = (&hop.model, &hop.plan);
         let mut busy = 0;
         loop {
-            let mut hold = self.prepare(hop, inbound, record).await?;
+            let mut hold = self.prepare(hop, inbound, record, caller).await?;
             let started = std::time::Instant::now();
             let result = self.attempt(hop, inbound, &mut hold).await;
             if hold.sent || result.is_ok() {
@@ -246,18 +257,21 @@ impl Gateway {
     }
 
     /// What must hold before an attempt on `model`: it accepts the request's
-    /// fields, the ledger has room for it, and its local backend (if any)
+    /// fields, the caller may use its tier (and, for a paid one, has the
+    /// budget), the ledger has room for it, and its local backend (if any)
     /// has a job slot and memory. Otherwise, why it is skipped.
     async fn prepare(
         &self,
         hop: &Hop,
         inbound: &Inbound,
         record: &Arc<Record>,
+        caller: Option<&Caller>,
     ) -> Result<Hold, Note> {
         let (model, plan) = (&hop.model, &hop.plan);
         if let Some(feature) = refused(model, &inbound.features) {
             return Err(Note::refused(model, feature));
         }
+        guard::tier(caller, model)?;
         let reservation = match self.ledger.reserve(plan, &inbound.estimate).await {
             Ok(reservation) => reservation,
             Err(denial) => {
@@ -266,6 +280,13 @@ impl Gateway {
             }
         };
         let mut hold = Hold::new(reservation, record);
+        match guard::budget(&self.ledger, caller, model, &inbound.estimate).await {
+            Ok(spend) => hold.spend = spend,
+            Err(note) => {
+                hold.settle(Outcome::NotSent).await;
+                return Err(note);
+            }
+        }
         if let Err(note) = self.take_local(model, &mut hold).await {
             hold.settle(Outcome::NotSent).await;
             tracing::warn!(alias = %model.alias, "{}", note.reason);

@@ -17,6 +17,13 @@ pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
 pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
 /// Response header listing candidates skipped for quota (`alias:window`).
 pub const SKIPPED_HEADER: &str = "x-tollgate-skipped";
+/// Response header saying, for each candidate the request reached, why it
+/// went where it did: `a=skipped(rpm), b=skipped(tier), c=failed(server),
+/// d=served`.
+pub const ROUTE_HEADER: &str = "x-tollgate-route";
+
+/// The skips that guard money: a 402 when they left nothing to serve.
+const PAYMENT_SKIPS: [&str; 2] = ["tier", "budget"];
 
 /// What became of one candidate that did not serve the request.
 pub(super) struct Note {
@@ -66,6 +73,41 @@ impl Note {
         }
     }
 
+    /// Skipped because the request may not be served from its tier.
+    pub(super) fn tier(model: &Arc<Model>, allowed: &[crate::config::Tier]) -> Self {
+        let allowed: Vec<&str> = allowed.iter().map(|t| t.as_str()).collect();
+        Note {
+            model: model.clone(),
+            reason: format!(
+                "skipped: its tier `{}` is not among this request's tiers ({})",
+                model.tier.as_str(),
+                allowed.join(", ")
+            ),
+            kind: FailureKind::QuotaExhausted,
+            skipped: Some("tier"),
+            retry_at: None,
+        }
+    }
+
+    /// Skipped because the key's budget has no room for it.
+    pub(super) fn budget(model: &Arc<Model>, key: &str, denial: &Denial) -> Self {
+        let (used, limit) = match denial {
+            Denial::Full { full, .. } => (full.used, full.limit),
+            Denial::Cooling { .. } => (0, 0),
+        };
+        Note {
+            model: model.clone(),
+            reason: format!(
+                "skipped: a paid candidate, and the key `{key}` has spent ${:.4} of its ${:.2} monthly budget",
+                used as f64 / 1e6,
+                limit as f64 / 1e6
+            ),
+            kind: FailureKind::QuotaExhausted,
+            skipped: Some("budget"),
+            retry_at: None,
+        }
+    }
+
     /// When it may be tried again, if known.
     pub(super) fn retry_at(mut self, at: Option<u64>) -> Self {
         self.retry_at = at;
@@ -111,6 +153,7 @@ pub(super) fn exhausted(alias: &str, notes: &[Note], now: u64) -> Response<Body>
     let mut response = exhausted_error(alias, notes).into_response();
     set_header(&mut response, ATTEMPTS_HEADER, &attempts.to_string());
     set_skipped(&mut response, notes);
+    set_header(&mut response, ROUTE_HEADER, &route_line(notes, None));
     if response.status() == StatusCode::TOO_MANY_REQUESTS
         && let Some(at) = retry_at
     {
@@ -127,6 +170,9 @@ fn exhausted_error(alias: &str, notes: &[Note]) -> ApiError {
     let refused = |n: &&Note| n.kind == FailureKind::BadRequest && n.skipped.is_some();
     let tried: Vec<&Note> = notes.iter().filter(|n| !refused(n)).collect();
     let all_refused = !notes.is_empty() && tried.is_empty();
+    let guarded = notes
+        .iter()
+        .any(|n| n.skipped.is_some_and(|s| PAYMENT_SKIPS.contains(&s)));
     let all_limited = !tried.is_empty()
         && tried.iter().all(|n| {
             matches!(
@@ -158,6 +204,16 @@ fn exhausted_error(alias: &str, notes: &[Note]) -> ApiError {
             "unsupported_by_every_candidate",
             format!(
                 "no candidate for `{alias}` accepts this request: {}",
+                detail.join("; ")
+            ),
+        )
+    } else if guarded {
+        ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_quota",
+            "paid_candidates_refused",
+            format!(
+                "only paid candidates could serve `{alias}`, and this request may not spend money (its tiers or its key's budget): {}",
                 detail.join("; ")
             ),
         )
@@ -209,7 +265,27 @@ pub(super) fn with_route(
     set_header(&mut response, PROVIDER_HEADER, alias);
     set_header(&mut response, ATTEMPTS_HEADER, &attempts.to_string());
     set_skipped(&mut response, notes);
+    set_header(&mut response, ROUTE_HEADER, &route_line(notes, Some(alias)));
     response
+}
+
+/// Each candidate's fate in order, the one that served last.
+fn route_line(notes: &[Note], served: Option<&str>) -> String {
+    let mut fates: Vec<String> = notes
+        .iter()
+        .map(|n| {
+            let fate = if n.skipped.is_some() {
+                "skipped"
+            } else {
+                "failed"
+            };
+            format!("{}={fate}({})", n.model.alias, n.reason_label())
+        })
+        .collect();
+    if let Some(alias) = served {
+        fates.push(format!("{alias}=served"));
+    }
+    fates.join(", ")
 }
 
 fn set_skipped(response: &mut Response<Body>, notes: &[Note]) {
@@ -332,6 +408,58 @@ mod tests {
         assert_eq!(header(&response, PROVIDER_HEADER), Some("b"));
         assert_eq!(header(&response, ATTEMPTS_HEADER), Some("1"));
         assert_eq!(header(&response, SKIPPED_HEADER), Some("a:gpu, a:tools"));
+        assert_eq!(
+            header(&response, ROUTE_HEADER),
+            Some("a=skipped(gpu), a=skipped(tools), b=served")
+        );
+    }
+
+    #[test]
+    fn a_tier_or_budget_skip_that_left_nothing_is_a_402_naming_each_candidate() {
+        use crate::config::Tier;
+        let (a, b) = models();
+        let full = Denial::Full {
+            scope: "key:alice/spend".into(),
+            window: "credit_usd",
+            metric: crate::ledger::window::Metric::Credit,
+            needed: 10,
+            full: crate::ledger::window::Full {
+                used: 5_000_000,
+                limit: 5_000_000,
+                frees_at: None,
+            },
+            now: 0,
+        };
+        let notes = [
+            Note::failed(
+                &a,
+                "rate limited (HTTP 429)".into(),
+                FailureKind::RateLimited,
+            ),
+            Note::budget(&b, "alice", &full),
+        ];
+        let response = exhausted("a", &notes, 0);
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(
+            header(&response, ROUTE_HEADER),
+            Some("a=failed(rate_limited), b=skipped(budget)")
+        );
+        let error = exhausted_error("a", &notes);
+        assert!(
+            error.message.contains("$5.0000 of its $5.00"),
+            "{}",
+            error.message
+        );
+        let tier = [Note::tier(&b, &[Tier::Local])];
+        let error = exhausted_error("a", &tier);
+        assert_eq!(error.status, StatusCode::PAYMENT_REQUIRED);
+        assert!(
+            error.message.contains(
+                "b (p): skipped: its tier `free` is not among this request's tiers (local)"
+            ),
+            "{}",
+            error.message
+        );
     }
 
     fn json_ok() -> Response<Body> {

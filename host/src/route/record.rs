@@ -20,6 +20,9 @@
 
 use super::notes::Note;
 use crate::config::Model;
+use crate::keys::Caller;
+use crate::ledger::headers::RateHeaders;
+use crate::ledger::{Outcome as Settled, Reservation};
 use crate::metrics::meters::{Served, unserved};
 use crate::metrics::{FallbackLabels, Outcome, global};
 use hyper::Method;
@@ -58,6 +61,11 @@ struct Inner {
     /// Set by the front door; a record it never saw (a benchmark driving
     /// the router directly) is not written.
     answered: Option<Answered>,
+    /// Who asked, when the front door knows (gateway keys, tier headers).
+    caller: Option<Caller>,
+    /// The request's reservation on its key's rates, settled with the
+    /// tokens served when the record is written.
+    key_hold: Option<Reservation>,
 }
 
 /// What the front door knows of the request.
@@ -102,6 +110,22 @@ impl Record {
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Who asked: set by the front door before the request is routed.
+    pub fn set_caller(&self, caller: Caller) {
+        self.inner().caller = Some(caller);
+    }
+
+    /// Who asked, if the front door said.
+    pub fn caller(&self) -> Option<Caller> {
+        self.inner().caller.clone()
+    }
+
+    /// Keeps the request's reservation on its key until the record is
+    /// written.
+    pub(super) fn hold_key(&self, reservation: Reservation) {
+        self.inner().key_hold = Some(reservation);
     }
 
     /// The front door's part, once the response's head is ready.
@@ -195,6 +219,7 @@ impl Inner {
 impl Drop for Record {
     fn drop(&mut self) {
         let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        settle_key(inner);
         let Some(answered) = inner.answered.take() else {
             return;
         };
@@ -217,6 +242,31 @@ impl Drop for Record {
     }
 }
 
+/// Replaces the key's reservation with the tokens the provider reported
+/// (a request that nothing served still counts as one request). The
+/// settlement is spawned: it may need a round trip to Redis, and the record
+/// is dropped where nothing can wait.
+fn settle_key(inner: &mut Inner) {
+    static NO_HEADERS: RateHeaders = RateHeaders {
+        reported: Vec::new(),
+        retry_after_ms: None,
+    };
+    let Some(reservation) = inner.key_hold.take() else {
+        return;
+    };
+    let outcome = match inner.served {
+        Some(_) => Settled::Served { usage: inner.usage },
+        None => Settled::Failed,
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(reservation.settle(outcome, &NO_HEADERS));
+        }
+        // Outside a runtime it stays counted at its estimate.
+        Err(_) => drop(reservation),
+    }
+}
+
 /// The request's log line (`tollgate::request`). Its text fields are put
 /// together only when the line is enabled (inside `event!`).
 fn write_line(
@@ -228,6 +278,12 @@ fn write_line(
 ) {
     let model = inner.model.as_deref().unwrap_or("");
     let served_by = inner.served.as_ref().map_or("", |s| s.served_by());
+    // The gateway key's name, never its secret.
+    let key = inner
+        .caller
+        .as_ref()
+        .and_then(|c| c.key.as_ref())
+        .map(|k| k.name());
     let millis = |d: Duration| (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     let first_token_ms = first_token.map(millis);
     let prompt_tokens = inner.usage.map(|u| u.0);
@@ -245,6 +301,7 @@ fn write_line(
                 outcome = outcome.as_str(),
                 model,
                 served_by,
+                key,
                 attempts = %inner.attempts(),
                 prompt_tokens,
                 completion_tokens,

@@ -6,6 +6,7 @@
 pub mod reload;
 
 use crate::config::Secret;
+use crate::keys::Keys;
 use crate::route::Gateway;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -38,17 +39,22 @@ impl Generation {
 
 pub struct AppState {
     current: ArcSwap<Generation>,
+    /// The operator's key: full access, and the only key `/admin` and
+    /// `/metrics` take.
     pub master_key: Option<Secret>,
+    /// The gateway keys handed out to people and agents.
+    pub keys: Keys,
     /// What the last reloads found wrong, for `/admin/plugins`.
     pub reloads: Mutex<ReloadStatus>,
 }
 
 impl AppState {
-    pub fn new(gateway: Gateway, master_key: Option<Secret>) -> Self {
+    pub fn new(gateway: Gateway, master_key: Option<Secret>, keys: Keys) -> Self {
         let reloads = ReloadStatus::started(&gateway);
         AppState {
             current: ArcSwap::from_pointee(Generation::new(gateway)),
             master_key,
+            keys,
             reloads: Mutex::new(reloads),
         }
     }
@@ -65,11 +71,17 @@ impl AppState {
 
 /// The model list a generation serves, as `/v1/models` answers it.
 fn models_body(gateway: &Gateway) -> Bytes {
+    models_body_for(gateway, &|_| true)
+}
+
+/// The model list of the aliases `allowed` lets through (a gateway key's
+/// own list, made when the key asks).
+pub fn models_body_for(gateway: &Gateway, allowed: &dyn Fn(&str) -> bool) -> Bytes {
     let data: Vec<serde_json::Value> = gateway
         .catalog
         .models
         .iter()
-        .filter(|m| m.enabled())
+        .filter(|m| m.enabled() && allowed(&m.alias))
         .map(|m| {
             serde_json::json!({
                 "id": m.alias,

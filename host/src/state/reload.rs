@@ -1,5 +1,5 @@
-//! Hot reload: `providers/*.yaml`, `fallbacks.yaml` and `plugins/*.wasm`
-//! are watched, and a change puts a new generation in service within a
+//! Hot reload: `providers/*.yaml`, `fallbacks.yaml`, `keys.yaml` and
+//! `plugins/*.wasm` are watched, and a change puts a new generation in service within a
 //! second, without a restart and without dropping a request.
 //!
 //! The pipeline: file events are debounced (editors and `cp` write in
@@ -16,6 +16,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::env::Env;
 use crate::config::{Catalog, ConfigError};
+use crate::keys::Entry;
 use crate::plugins::{LoadFailure, PluginRuntime};
 use crate::route::Gateway;
 use crate::state::AppState;
@@ -123,7 +124,15 @@ pub async fn reload(state: &AppState, watched: &Watched) -> Result<String, Strin
     let mut status = state.reloads.lock().expect("reload status lock");
     status.last_attempt_at = Some(now_ms());
     match result {
-        Ok((gateway, summary)) => {
+        Ok((gateway, summary, keys)) => {
+            // The keys are checked against those made through the API at
+            // the last moment, under the keys' own lock.
+            if let Err(e) = state.keys.replace_file(keys) {
+                let error = format!("invalid configuration:\n{e}");
+                status.config_error = Some(error.clone());
+                crate::metrics::global().reloaded("rejected");
+                return Err(error);
+            }
             status.plugin_failures = gateway.plugins.failures().to_vec();
             status.config_error = None;
             status.config_loaded_at = now_ms();
@@ -152,7 +161,7 @@ type Rejected = (String, Option<Vec<LoadFailure>>);
 async fn next_generation(
     state: &AppState,
     watched: &Watched,
-) -> Result<(Gateway, String), Rejected> {
+) -> Result<(Gateway, String, Vec<Entry>), Rejected> {
     let env = Env::load(Path::new(".")).map_err(|e| (format!("{e:#}"), None))?;
     let current = state.current();
     let plugins = current
@@ -163,6 +172,12 @@ async fn next_generation(
         .map_err(|e| (format!("{e:#}"), None))?;
     let failures = plugins.failures().to_vec();
     let catalog = load_catalog(&watched.config, &env, &plugins).map_err(|e| {
+        (
+            format!("invalid configuration:\n{e}"),
+            Some(failures.clone()),
+        )
+    })?;
+    let keys = crate::keys::file::load(&watched.config, &env).map_err(|e| {
         (
             format!("invalid configuration:\n{e}"),
             Some(failures.clone()),
@@ -186,7 +201,7 @@ async fn next_generation(
         current.gateway.leases.clone(),
     )
     .map_err(|e| (format!("{e:#}"), Some(failures)))?;
-    Ok((gateway, summary))
+    Ok((gateway, summary, keys))
 }
 
 /// The catalogue in `dir`, checked against the adapters and policies of a
