@@ -4,10 +4,11 @@
 //! limit kept by two gateways sharing Redis.
 
 use crate::quotas::Redis;
+use crate::reload::eventually;
 use crate::support::gateway::{Gateway, Setup, fragment_of, hello, run};
 use crate::support::mock::{Behavior, Mock};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MASTER: &str = "tg-master-0123456789abcdef";
 const ALICE: &str = "tg-alice-0123456789abcdef";
@@ -493,20 +494,13 @@ async fn keys_yaml_reloads_without_a_restart() {
         "keys:\n  - { name: bob, key: tg-bob-0123456789abcdef, models: [\"free-*\"] }\n",
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let status = chat_as(&gateway, Some(BOB), hello("free-chat"), None)
+    eventually("keys.yaml to be loaded", async || {
+        chat_as(&gateway, Some(BOB), hello("free-chat"), None)
             .await
-            .status;
-        if status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "keys.yaml was not loaded: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .status
+            == 200
+    })
+    .await;
     assert_eq!(
         chat_as(&gateway, Some(BOB), hello("paid-chat"), None)
             .await
@@ -516,22 +510,16 @@ async fn keys_yaml_reloads_without_a_restart() {
     // A broken file is refused: the keys in service stay, and the error
     // shows in /admin/plugins.
     std::fs::write(&keys, "keys:\n  - { name: bob, key: tiny-secret }\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let status = admin(&gateway, "/admin/plugins").await;
-        if let Some(error) = status["config"]["last_error"].as_str() {
-            assert!(
-                error.contains("16 characters") && !error.contains("tiny-secret"),
-                "{error}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the broken keys.yaml was not reported"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the broken keys.yaml to be reported", async || {
+        admin(&gateway, "/admin/plugins").await["config"]["last_error"].is_string()
+    })
+    .await;
+    let report = admin(&gateway, "/admin/plugins").await;
+    let error = report["config"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("16 characters") && !error.contains("tiny-secret"),
+        "{error}"
+    );
     assert_eq!(
         chat_as(&gateway, Some(BOB), hello("free-chat"), None)
             .await
@@ -544,18 +532,13 @@ async fn keys_yaml_reloads_without_a_restart() {
         "keys:\n  - { name: bob, key: tg-bob-0123456789abcdef }\n",
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while chat_as(&gateway, Some(BOB), hello("paid-chat"), None)
-        .await
-        .status
-        != 200
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the new allowlist was not loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the new allowlist to be loaded", async || {
+        chat_as(&gateway, Some(BOB), hello("paid-chat"), None)
+            .await
+            .status
+            == 200
+    })
+    .await;
 }
 
 #[tokio::test]

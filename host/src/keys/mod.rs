@@ -193,8 +193,15 @@ impl Keys {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The keys in service, to hold across an await.
     pub fn ring(&self) -> Arc<Keyring> {
         self.ring.load_full()
+    }
+
+    /// The keys in service, for a look on the request path that takes no
+    /// reference count (not to be held across an await).
+    pub fn peek(&self) -> arc_swap::Guard<Arc<Keyring>> {
+        self.ring.load()
     }
 
     pub fn ledger(&self) -> &Arc<Ledger> {
@@ -268,9 +275,11 @@ impl Keys {
             .chain(&entries.api)
             .map(|entry| {
                 Arc::new(GatewayKey {
-                    plans: self
-                        .ledger
-                        .key_plans(&entry.spec.name, &entry.spec.limits()),
+                    plans: self.ledger.key_plans(
+                        &entry.spec.name,
+                        &entry.spec.rates(),
+                        entry.spec.budget_usd,
+                    ),
                     spec: entry.spec.clone(),
                     hash: entry.hash,
                     expires_at: entry.expires_at,

@@ -3,8 +3,8 @@
 
 use super::KeysError;
 use crate::clock;
+use crate::config::Limits;
 use crate::config::Tier;
-use crate::ledger::keyed::KeyLimits;
 use serde::{Deserialize, Serialize};
 
 /// One key's rights and limits, without its secret.
@@ -95,13 +95,14 @@ impl KeySpec {
             .transpose()
     }
 
-    pub fn limits(&self) -> KeyLimits {
-        KeyLimits {
+    /// The key's request and token limits, in the ledger's terms.
+    pub fn rates(&self) -> Limits {
+        Limits {
             rpm: self.rpm,
             rpd: self.rpd,
             tpm: self.tpm,
             tpd: self.tpd,
-            budget_usd: self.budget_usd,
+            ..Limits::default()
         }
     }
 

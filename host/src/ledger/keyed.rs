@@ -21,16 +21,6 @@ use std::sync::Arc;
 /// have (`:` is not allowed in a provider's name).
 pub const KEY_SCOPE_PREFIX: &str = "key:";
 
-/// A key's limits, as `keys.yaml` or `POST /admin/keys` set them.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct KeyLimits {
-    pub rpm: Option<u64>,
-    pub rpd: Option<u64>,
-    pub tpm: Option<u64>,
-    pub tpd: Option<u64>,
-    pub budget_usd: Option<f64>,
-}
-
 /// The plans of one key.
 #[derive(Debug)]
 pub struct KeyPlans {
@@ -46,21 +36,18 @@ pub struct KeyPlans {
 impl Ledger {
     /// The scopes of the key `name`, created or restored (their counts
     /// carry over when the limits change, by window name, as a provider's
-    /// do).
-    pub fn key_plans(&self, name: &str, limits: &KeyLimits) -> KeyPlans {
+    /// do). `rates` are the key's request and token limits; the month's
+    /// windows are added without a limit so that its usage is counted.
+    pub fn key_plans(&self, name: &str, rates: &Limits, budget_usd: Option<f64>) -> KeyPlans {
         let provider = format!("{KEY_SCOPE_PREFIX}{name}");
         let quota = Quota::default();
         let rates = Limits {
-            rpm: limits.rpm,
-            rpd: limits.rpd,
-            tpm: limits.tpm,
-            tpd: limits.tpd,
             rpmonth: Some(UNLIMITED),
             tpmonth: Some(UNLIMITED),
-            ..Limits::default()
+            ..rates.clone()
         };
         let spend = Limits {
-            credit_usd: Some(limits.budget_usd.unwrap_or(UNLIMITED as f64 / 1e6)),
+            credit_usd: Some(budget_usd.unwrap_or(UNLIMITED as f64 / 1e6)),
             ..Limits::default()
         };
         let rates = self.scope(&provider, None, "key", super::plan::rules(&rates, &quota));
