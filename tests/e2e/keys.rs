@@ -207,8 +207,8 @@ async fn each_key_gets_its_status_in_the_routes_shape() {
     let keys = admin(&gateway, "/admin/keys").await;
     let alice = key_row(&keys, "alice");
     assert_eq!(alice["usage"]["spend_usd"].as_f64(), Some(0.015), "{alice}");
-    assert_eq!(alice["usage"]["requests"].as_f64(), Some(2.0), "{alice}");
-    assert_eq!(alice["usage"]["tokens"].as_f64(), Some(30.0), "{alice}");
+    assert_eq!(alice["usage"]["requests"].as_u64(), Some(2), "{alice}");
+    assert_eq!(alice["usage"]["tokens"].as_u64(), Some(30), "{alice}");
     assert!(
         (alice["remaining"]["budget_usd"].as_f64().unwrap() - 0.005).abs() < 1e-9,
         "{alice}"
@@ -240,7 +240,7 @@ async fn each_key_gets_its_status_in_the_routes_shape() {
         Some("free-chat=failed(unavailable), paid-chat=skipped(budget)")
     );
     let message = reply.error_message();
-    assert!(message.contains("paid-chat (paidprov): skipped: a paid candidate, and the key `alice` has spent $0.0150 of its $0.02"), "{message}");
+    assert!(message.contains("paid-chat (paidprov): skipped: a paid candidate, and the key `alice` has spent $0.015 of its $0.02 monthly budget"), "{message}");
     assert_eq!(paid.received().len(), 1);
     // The same 402 on /v1/messages, as Anthropic's billing_error.
     let reply = gateway
@@ -309,7 +309,7 @@ async fn a_stream_counts_its_tokens_on_the_key() {
     assert_eq!(reply.events().last().map(String::as_str), Some("[DONE]"));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let bob = key_row(&admin(&gateway, "/admin/keys").await, "bob").clone();
-    assert_eq!(bob["usage"]["tokens"].as_f64(), Some(15.0), "{bob}");
+    assert_eq!(bob["usage"]["tokens"].as_u64(), Some(15), "{bob}");
     assert_eq!(bob["usage"]["spend_usd"].as_f64(), Some(0.0), "{bob}");
 }
 
@@ -569,6 +569,6 @@ async fn two_gateways_sharing_redis_keep_one_keys_limit() {
     );
     assert_eq!(free.received().len(), 2);
     let carol = key_row(&admin(&b, "/admin/keys").await, "carol").clone();
-    assert_eq!(carol["remaining"]["rpm"].as_f64(), Some(0.0), "{carol}");
+    assert_eq!(carol["remaining"]["rpm"].as_u64(), Some(0), "{carol}");
     assert_eq!(admin(&b, "/admin/keys").await["backend"], "redis");
 }

@@ -62,8 +62,8 @@ fn describe(key: &GatewayKey, rows: &[&Row]) -> Value {
     out.insert(
         "usage".into(),
         json!({
-            "requests": used("rpmonth"),
-            "tokens": used("tpmonth"),
+            "requests": used("rpmonth") as u64,
+            "tokens": used("tpmonth") as u64,
             "spend_usd": used("credit_usd"),
         }),
     );
@@ -81,7 +81,12 @@ fn describe(key: &GatewayKey, rows: &[&Row]) -> Value {
             continue;
         }
         if let Some(left) = row.remaining {
-            remaining.insert(name.into(), left.into());
+            let left = if name == "budget_usd" {
+                left.into()
+            } else {
+                Value::from(left as u64)
+            };
+            remaining.insert(name.into(), left);
         }
         if let Some(at) = &row.resets_at {
             resets.insert(name.into(), at.clone().into());

@@ -130,10 +130,10 @@ pub fn table(listed: &Value) -> String {
             number(&key["usage"]["tokens"]),
             key["usage"]["spend_usd"]
                 .as_f64()
-                .map_or("-".into(), |n| format!("${n:.4}")),
+                .map_or("-".into(), super::usd),
             key["remaining"]["budget_usd"]
                 .as_f64()
-                .map_or("-".into(), |n| format!("${n:.2}")),
+                .map_or("-".into(), super::usd),
         ]);
     }
     if lines.len() == 1 {

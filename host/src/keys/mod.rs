@@ -329,6 +329,23 @@ fn new_secret() -> Result<String, KeysError> {
     ))
 }
 
+/// Dollars as people read them: cents for a dollar or more, and for less
+/// the digits that matter down to a millionth ($0.000027, not $0.0000: a
+/// key's spend on cheap models is often that small).
+pub fn usd(amount: f64) -> String {
+    if amount.abs() >= 1.0 || amount == 0.0 {
+        return format!("${amount:.2}");
+    }
+    let text = format!("{amount:.6}");
+    let text = text.trim_end_matches('0');
+    let decimals = text.len() - text.find('.').map_or(text.len(), |dot| dot + 1);
+    if decimals < 2 {
+        format!("${amount:.2}")
+    } else {
+        format!("${text}")
+    }
+}
+
 /// Compares without an early exit, so timing does not reveal how much of a
 /// guess was right.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -380,6 +397,17 @@ mod tests {
         keys.remove("agent").unwrap();
         assert!(keys.ring().find(&secret).is_none());
         assert!(matches!(keys.remove("agent"), Err(KeysError::Unknown(_))));
+    }
+
+    #[test]
+    fn dollars_keep_the_digits_that_matter() {
+        assert_eq!(usd(0.0), "$0.00");
+        assert_eq!(usd(5.0), "$5.00");
+        assert_eq!(usd(0.5), "$0.50");
+        assert_eq!(usd(0.000027), "$0.000027");
+        assert_eq!(usd(0.00002), "$0.00002");
+        assert_eq!(usd(0.001973), "$0.001973");
+        assert_eq!(usd(12.345), "$12.35");
     }
 
     #[test]

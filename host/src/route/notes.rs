@@ -98,9 +98,9 @@ impl Note {
         Note {
             model: model.clone(),
             reason: format!(
-                "skipped: a paid candidate, and the key `{key}` has spent ${:.4} of its ${:.2} monthly budget",
-                used as f64 / 1e6,
-                limit as f64 / 1e6
+                "skipped: a paid candidate, and the key `{key}` has spent {} of its {} monthly budget",
+                crate::keys::usd(used as f64 / 1e6),
+                crate::keys::usd(limit as f64 / 1e6)
             ),
             kind: FailureKind::QuotaExhausted,
             skipped: Some("budget"),
