@@ -446,7 +446,7 @@ mod tests {
         );
         let error = exhausted_error("a", &notes);
         assert!(
-            error.message.contains("$5.0000 of its $5.00"),
+            error.message.contains("$5.00 of its $5.00 monthly budget"),
             "{}",
             error.message
         );
