@@ -49,14 +49,28 @@ pub fn count() -> usize {
     })
 }
 
+/// The serving lanes' runtimes, for the count of their tasks.
+static RUNTIMES: std::sync::Mutex<Vec<tokio::runtime::Handle>> = std::sync::Mutex::new(Vec::new());
+
+/// The tasks alive on the serving lanes (connections, streams, spawned
+/// settlements): back to its idle level when nothing leaks.
+pub fn tasks() -> usize {
+    let runtimes = RUNTIMES.lock().unwrap_or_else(|e| e.into_inner());
+    runtimes.iter().map(|h| h.metrics().num_alive_tasks()).sum()
+}
+
 /// The lane the calling thread serves (0 off the serving threads).
 pub fn current() -> usize {
     LANE.with(Cell::get)
 }
 
-/// Marks the calling thread as serving `lane`.
-pub(crate) fn enter(lane: usize) {
+/// Marks the calling thread as serving `lane`, on `runtime`.
+pub(crate) fn enter(lane: usize, runtime: tokio::runtime::Handle) {
     LANE.with(|l| l.set(lane));
+    RUNTIMES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(runtime);
 }
 
 /// Tells the calling lane's poller that work happened (a request came in, a

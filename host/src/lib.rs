@@ -20,9 +20,10 @@
 //! - [`gpu`]: the VRAM lease table and job slots of local backends.
 //! - [`plugins`]: the WebAssembly sandbox for adapters and policies.
 //! - [`config`]: fragments, environment, validation, the catalogue.
-//! - [`api`], [`clock`], [`lanes`], [`memory`], [`metrics`], [`redact`]:
-//!   shared below every stage (wire shapes and uploads, time, serving
-//!   threads, the allocator, the process's counters, secret scrubbing).
+//! - [`api`], [`clock`], [`lanes`], [`memory`], [`metrics`], [`redact`],
+//!   [`store_file`]: shared below every stage (wire shapes and uploads,
+//!   time, serving threads, the allocator, the process's counters, secret
+//!   scrubbing, opening an embedded store that may be damaged).
 //!
 //! Beside the request path: [`import`] (moving in from a LiteLLM config),
 //! [`author`] (`tollgate plugin`: templates, builds, checks and recorded
@@ -54,3 +55,4 @@ pub mod lanes;
 pub mod memory;
 pub mod metrics;
 pub mod redact;
+pub mod store_file;

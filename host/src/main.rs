@@ -13,6 +13,7 @@ use tollgate::config::env;
 use tollgate::config::{Catalog, Secret};
 use tollgate::gpu::device::Device;
 use tollgate::gpu::{GpuReport, Leases};
+use tollgate::http::inbound::Inbound;
 use tollgate::http::server;
 use tollgate::keys::Keys;
 use tollgate::keys::store::KeyStore;
@@ -495,6 +496,8 @@ async fn load(sources: &Sources, env: &env::Env) -> Result<(Catalog, PluginRunti
 async fn serve(args: ServeArgs) -> Result<()> {
     let env = env::Env::load(Path::new("."))?;
     let idle_poll = idle_poll(&env)?;
+    let inbound = Inbound::from_env(|name| env.get(name).map(str::to_owned))?;
+    inbound.install();
     let (catalog, plugins) = load(&args.sources, &env).await?;
     let enabled = catalog.providers.iter().filter(|p| p.enabled()).count();
     let aliases = catalog.models.iter().filter(|m| m.enabled()).count();
@@ -561,7 +564,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ));
     }
     std::io::stdout().flush().ok();
-    server::run(listener, state, idle_poll, shutdown_signal()).await?;
+    server::run(listener, state, idle_poll, inbound, shutdown_signal()).await?;
     ledger.flush().await;
     Ok(())
 }

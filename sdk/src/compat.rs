@@ -190,14 +190,15 @@ impl Adapter for OpenAiCompatible {
 }
 
 /// Passes OpenAI chunks through, noting usage and hiding the usage chunk from
-/// clients that did not ask for it.
+/// clients that did not ask for it. An event that is not JSON fails the
+/// stream rather than reach a client whose SDK would choke on it.
 pub struct CompatStream {
     parser: SseParser,
     wants_usage: bool,
 }
 
 impl CompatStream {
-    fn translate(&self, events: Vec<SseEvent>) -> StreamOutput {
+    fn translate(&self, events: Vec<SseEvent>) -> Result<StreamOutput, String> {
         let mut out = crate::empty_output();
         for event in events {
             if event.data == "[DONE]" {
@@ -205,13 +206,12 @@ impl CompatStream {
                 continue;
             }
             if !event.data.contains("usage") {
+                check_json(&event.data)?;
                 out.chunks.push(event.data);
                 continue;
             }
-            let Ok(mut chunk) = serde_json::from_str::<Value>(&event.data) else {
-                out.chunks.push(event.data);
-                continue;
-            };
+            let mut chunk =
+                serde_json::from_str::<Value>(&event.data).map_err(|_| not_json(&event.data))?;
             if let Some(usage) = usage_of(&chunk) {
                 out.usage = Some(usage);
             }
@@ -230,19 +230,32 @@ impl CompatStream {
                 out.chunks.push(chunk.to_string());
             }
         }
-        out
+        Ok(out)
     }
+}
+
+/// Checks that an event is JSON without building it (the common chunk,
+/// passed through as it is).
+fn check_json(data: &str) -> Result<(), String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(data)
+        .map(|_| ())
+        .map_err(|_| not_json(data))
+}
+
+fn not_json(data: &str) -> String {
+    let start: String = data.chars().take(60).collect();
+    format!("the upstream sent a stream event that is not JSON: `{start}`")
 }
 
 impl StreamTranslate for CompatStream {
     fn push(&mut self, bytes: &[u8]) -> Result<StreamOutput, String> {
         let events = self.parser.push(bytes);
-        Ok(self.translate(events))
+        self.translate(events)
     }
 
     fn finish(&mut self) -> Result<StreamOutput, String> {
         let events = self.parser.finish().into_iter().collect();
-        Ok(self.translate(events))
+        self.translate(events)
     }
 }
 

@@ -21,6 +21,15 @@ use tokio::io::AsyncWriteExt;
 /// The most a whole multipart request may carry.
 pub const MAX_UPLOAD: u64 = 512 << 20;
 
+/// The most one text field may carry. Text fields are held in memory (the
+/// files are spooled), and the longest the speech APIs take, a prompt, is
+/// a few hundred tokens.
+pub const MAX_TEXT_FIELD: usize = 64 << 10;
+
+/// The most parts one form may have: a transcription request has a file
+/// and a handful of options.
+pub const MAX_PARTS: usize = 64;
+
 /// One uploaded file, on disk for the life of the request.
 pub struct Upload {
     pub field: String,
@@ -83,6 +92,13 @@ pub async fn read_form(request: Request<Incoming>) -> Result<Form, ApiError> {
                 "this endpoint takes multipart/form-data with a `file` part and a `model` field",
             )
         })?;
+    if hyper::body::Body::size_hint(request.body()).lower() > MAX_UPLOAD {
+        crate::http::inbound::discard(request.into_body());
+        return Err(too_large(format!(
+            "the upload exceeds {} MiB",
+            MAX_UPLOAD >> 20
+        )));
+    }
     let body = BodyStream::new(request.into_body())
         .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
     let constraints =
@@ -92,10 +108,17 @@ pub async fn read_form(request: Request<Incoming>) -> Result<Form, ApiError> {
         fields: Map::new(),
         uploads: Uploads::default(),
     };
+    let mut parts = 0;
     while let Some(field) = multipart.next_field().await.map_err(form_error)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name.is_empty() {
             return Err(ApiError::bad_request("a multipart part has no name"));
+        }
+        parts += 1;
+        if parts > MAX_PARTS {
+            return Err(too_large(format!(
+                "the form has more than {MAX_PARTS} parts"
+            )));
         }
         match field.file_name().map(str::to_owned) {
             Some(filename) => {
@@ -103,7 +126,7 @@ pub async fn read_form(request: Request<Incoming>) -> Result<Form, ApiError> {
                 form.uploads.0.push(upload);
             }
             None => {
-                let text = field.text().await.map_err(form_error)?;
+                let text = text(field, &name).await?;
                 add_text(&mut form.fields, name, text);
             }
         }
@@ -137,6 +160,32 @@ async fn spool(
     })
 }
 
+/// Reads one text field, refusing it once it passes [`MAX_TEXT_FIELD`]
+/// rather than holding whatever the client sends.
+async fn text(mut field: multer::Field<'_>, name: &str) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(form_error)? {
+        if bytes.len() + chunk.len() > MAX_TEXT_FIELD {
+            return Err(too_large(format!(
+                "the field `{name}` exceeds {} KiB",
+                MAX_TEXT_FIELD >> 10
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request(format!("the field `{name}` is not UTF-8 text")))
+}
+
+fn too_large(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        "request_too_large",
+        message,
+    )
+}
+
 fn add_text(fields: &mut Map<String, Value>, name: String, text: String) {
     match fields.get_mut(&name) {
         None => {
@@ -152,12 +201,9 @@ fn add_text(fields: &mut Map<String, Value>, name: String, text: String) {
 
 fn form_error(e: multer::Error) -> ApiError {
     match e {
-        multer::Error::StreamSizeExceeded { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            "request_too_large",
-            format!("the upload exceeds {} MiB", MAX_UPLOAD >> 20),
-        ),
+        multer::Error::StreamSizeExceeded { .. } => {
+            too_large(format!("the upload exceeds {} MiB", MAX_UPLOAD >> 20))
+        }
         other => ApiError::bad_request(format!("the multipart body is malformed: {other}")),
     }
 }

@@ -177,6 +177,12 @@ pub struct Timeouts {
     pub response: f64,
     /// Between two pieces of a streamed body.
     pub idle: f64,
+    /// From the response headers to the body's end: a stream that trickles
+    /// on holds its slot, reservation and lease no longer than this.
+    pub total: f64,
+    /// The most a body may carry, in MiB: a stream's cap (a body read
+    /// whole stops at 64 MiB in any case).
+    pub max_mib: f64,
 }
 
 impl Default for Timeouts {
@@ -185,6 +191,8 @@ impl Default for Timeouts {
             connect: 10.0,
             response: 300.0,
             idle: 120.0,
+            total: 1800.0,
+            max_mib: 256.0,
         }
     }
 }
@@ -198,6 +206,12 @@ impl Timeouts {
     }
     pub fn idle(&self) -> Duration {
         Duration::from_secs_f64(self.idle)
+    }
+    pub fn total(&self) -> Duration {
+        Duration::from_secs_f64(self.total)
+    }
+    pub fn max_bytes(&self) -> u64 {
+        (self.max_mib * (1u64 << 20) as f64) as u64
     }
 }
 

@@ -95,10 +95,17 @@ pub(super) fn check_provider(
         ("timeouts.connect", t.connect),
         ("timeouts.response", t.response),
         ("timeouts.idle", t.idle),
+        ("timeouts.total", t.total),
     ] {
         if let Some(why) = bad_seconds(seconds) {
             problem(field, why);
         }
+    }
+    if !t.max_mib.is_finite() || t.max_mib <= 0.0 || t.max_mib > MAX_STREAM_MIB {
+        problem(
+            "timeouts.max_mib",
+            format!("must be a number of MiB above 0 and at most {MAX_STREAM_MIB}"),
+        );
     }
     if crate::clock::parse_time_of_day(&file.quota.daily_reset).is_none() {
         problem(
@@ -170,6 +177,9 @@ fn check_local(local: &LocalBackend, problem: &mut dyn FnMut(&str, String)) {
 /// The longest wait a fragment may name: a week. A larger one is a typo
 /// (`1e20` once got through and then panicked where it became a `Duration`).
 const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// The largest stream cap worth naming (64 GiB): more is a typo.
+const MAX_STREAM_MIB: f64 = 65536.0;
 
 /// What is wrong with a number of seconds a fragment gives, if anything.
 fn bad_seconds(seconds: f64) -> Option<String> {

@@ -151,12 +151,16 @@ fn absurd_waits_are_refused_at_load_instead_of_panicking_later() {
     write(
         dir.path(),
         "groq.yaml",
-        &format!("{GROQ}timeouts: {{ connect: 1e20, response: 0, idle: 30 }}\n"),
+        &format!(
+            "{GROQ}timeouts: {{ connect: 1e20, response: 0, idle: 30, total: -1, max_mib: 1e9 }}\n"
+        ),
     );
     let err = load(dir.path(), &[]).unwrap_err().to_string();
     for expected in [
         "groq.yaml: timeouts.connect: 100000000000000000000 s is more than a week (604800 s)",
         "groq.yaml: timeouts.response: must be a positive number of seconds",
+        "groq.yaml: timeouts.total: must be a positive number of seconds",
+        "groq.yaml: timeouts.max_mib: must be a number of MiB above 0 and at most 65536",
     ] {
         assert!(err.contains(expected), "{expected} missing from:\n{err}");
     }

@@ -21,9 +21,6 @@ use hyper::{Request, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-/// Largest JSON request body accepted (chat requests may carry inline images).
-pub const MAX_REQUEST_BODY: usize = 32 << 20;
-
 /// What the gateway reads of one endpoint's JSON body.
 trait Envelope: DeserializeOwned {
     const MODE: Mode;
@@ -404,14 +401,18 @@ fn inbound<E: Envelope>(body: &[u8]) -> Result<(String, Inbound), ApiError> {
     Ok((envelope.model().to_owned(), inbound))
 }
 
+/// Reads a request body, up to the gateway's limit: a body whose
+/// `Content-Length` says it is larger is refused before a byte is read.
 pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
-    match Limited::new(request.into_body(), MAX_REQUEST_BODY)
-        .collect()
-        .await
-    {
+    let limit = crate::http::inbound::max_body();
+    if hyper::body::Body::size_hint(request.body()).lower() > limit as u64 {
+        crate::http::inbound::discard(request.into_body());
+        return Err(ApiError::payload_too_large(limit));
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::payload_too_large(MAX_REQUEST_BODY))
+            Err(ApiError::payload_too_large(limit))
         }
         Err(e) => Err(ApiError::bad_request(format!(
             "could not read the request body: {e}"

@@ -61,6 +61,7 @@ pub async fn metrics(state: &AppState) -> Response<Body> {
         .await;
     register_keys(&mut registry, &keys);
     register_gpu(&mut registry, &gateway.leases.report());
+    register_open(&mut registry, gateway);
     let mut text = String::new();
     if let Err(e) = prometheus_text::encode(&mut text, &registry) {
         return ApiError::new(
@@ -167,6 +168,40 @@ fn register_keys(registry: &mut Registry, report: &QuotaReport) {
                 .set(row.used.unwrap_or(0.0));
         }
         registry.register(name, help, family);
+    }
+}
+
+/// What is open now: connections, requests in flight, plugin instance
+/// slots taken, and tasks on the serving lanes. All fall back to their idle
+/// level once traffic stops; one that does not is a leak.
+fn register_open(registry: &mut Registry, gateway: &crate::route::Gateway) {
+    use crate::http::inbound::{CONNECTIONS, IN_FLIGHT};
+    let gauges = [
+        (
+            "connections_open",
+            "Client connections open",
+            CONNECTIONS.now(),
+        ),
+        (
+            "requests_in_flight",
+            "Requests being served, streams until their end",
+            IN_FLIGHT.now(),
+        ),
+        (
+            "plugin_slots_in_use",
+            "Plugin instance slots taken by calls and open streams",
+            gateway.plugins.slots_in_use(),
+        ),
+        (
+            "lane_tasks",
+            "Tasks alive on the serving lanes",
+            crate::lanes::tasks(),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(value as i64);
+        registry.register(name, help, gauge);
     }
 }
 

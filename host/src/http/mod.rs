@@ -13,6 +13,7 @@ pub mod admin_keys;
 pub mod dashboard;
 pub mod endpoints;
 pub mod events;
+pub mod inbound;
 pub mod messages;
 pub mod metrics;
 pub mod responses;

@@ -2,6 +2,7 @@
 
 use crate::api::{ApiError, Body, json_response};
 use crate::http::endpoints;
+use crate::http::inbound::{self, CONNECTIONS, IN_FLIGHT, Inbound, Place, Started};
 use crate::http::{access, admin, admin_keys};
 use crate::http::{dashboard, metrics};
 use crate::http::{messages, responses};
@@ -12,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -46,31 +47,38 @@ const PATHS: &[&str] = &[
     "/",
 ];
 
+/// A connection accepted, with its place on the connection gauge.
+type Dealt = (StdTcpStream, Place);
+
 /// Accepts connections until `shutdown` resolves and deals them to the
 /// serving lanes in turn (see `lanes`); then lets open requests finish (for
 /// up to 10 seconds). Each lane polls for `idle_poll` after its last work
-/// before it sleeps (see [`crate::lanes::poll_idle`]).
+/// before it sleeps (see [`crate::lanes::poll_idle`]). A connection over
+/// `inbound`'s cap is answered 503 here and closed.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     idle_poll: Duration,
+    inbound: Inbound,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let inbound = Arc::new(inbound);
     let mut lanes = Vec::new();
     let mut threads = Vec::new();
     for lane in 0..crate::lanes::count() {
-        let (deal, dealt) = mpsc::unbounded_channel();
+        let (deal, dealt) = mpsc::unbounded_channel::<Dealt>();
         let state = state.clone();
+        let inbound = inbound.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let thread = std::thread::Builder::new()
             .name(format!("tollgate-lane-{lane}"))
             .spawn(move || {
-                crate::lanes::enter(lane);
+                crate::lanes::enter(lane, runtime.handle().clone());
                 runtime.block_on(async {
                     tokio::select! {
-                        _ = serve_lane(dealt, state) => {}
+                        _ = serve_lane(dealt, state, inbound) => {}
                         _ = crate::lanes::poll_idle(idle_poll) => {}
                     }
                 });
@@ -84,16 +92,20 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
+                    accept_failed(&e).await;
                     continue;
                 }
             },
             _ = &mut shutdown => break,
         };
+        let Some(place) = CONNECTIONS.enter(inbound.max_connections) else {
+            tokio::spawn(inbound::refuse(stream, inbound.max_connections));
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         match stream.into_std() {
             Ok(stream) => {
-                let _ = lanes[next].send(stream);
+                let _ = lanes[next].send((stream, place));
             }
             Err(e) => tracing::warn!("could not hand a connection to a lane: {e}"),
         }
@@ -108,6 +120,19 @@ pub async fn run(
     })
     .await?;
     Ok(())
+}
+
+/// Logs a failed `accept` and, when the failure is the process running out
+/// of something (file descriptors: EMFILE), pauses before the next try, so
+/// the loop neither spins nor floods the log while connections drain.
+async fn accept_failed(error: &std::io::Error) {
+    match inbound::accept_pause(error) {
+        Some(pause) => {
+            tracing::warn!("accept failed: {error}; pausing {pause:?}");
+            tokio::time::sleep(pause).await;
+        }
+        None => tracing::debug!("accept failed: {error}"),
+    }
 }
 
 /// Serves `GET /metrics` alone, without the master key, until `shutdown`
@@ -125,8 +150,7 @@ pub async fn run_metrics(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::warn!("metrics listener: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    accept_failed(&e).await;
                     continue;
                 }
             },
@@ -158,11 +182,21 @@ pub async fn run_metrics(
 
 /// One lane's work, on its single-threaded runtime: serves the connections
 /// dealt to it until the channel closes, then gives their open requests up
-/// to 10 seconds.
-async fn serve_lane(mut dealt: mpsc::UnboundedReceiver<StdTcpStream>, state: Arc<AppState>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+/// to 10 seconds. A connection that sends no request within the header
+/// timeout is closed; hyper closes one that waits longer than the
+/// keep-alive timeout for its next request's headers.
+async fn serve_lane(
+    mut dealt: mpsc::UnboundedReceiver<Dealt>,
+    state: Arc<AppState>,
+    inbound: Arc<Inbound>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(inbound.keep_alive.max(inbound.header_timeout));
     let graceful = GracefulShutdown::new();
-    while let Some(stream) = dealt.recv().await {
+    while let Some((stream, place)) = dealt.recv().await {
         let stream = match TcpStream::from_std(stream) {
             Ok(stream) => stream,
             Err(e) => {
@@ -170,18 +204,29 @@ async fn serve_lane(mut dealt: mpsc::UnboundedReceiver<StdTcpStream>, state: Arc
                 continue;
             }
         };
-        let state = state.clone();
-        let service = service_fn(move |request| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, request).await) }
-        });
+        let started = Started::default();
+        let service = {
+            let (state, inbound, started) = (state.clone(), inbound.clone(), started.clone());
+            service_fn(move |request| {
+                started.mark();
+                let (state, inbound) = (state.clone(), inbound.clone());
+                async move { Ok::<_, Infallible>(handle(&state, &inbound, request).await) }
+            })
+        };
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
+        let header_timeout = inbound.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("connection ended: {e}");
+            let _place = place;
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!("connection ended: {e}");
+                },
+                _ = inbound::first_request_deadline(started, header_timeout) => {
+                    tracing::debug!("closed a connection that sent no request in {header_timeout:?}");
+                }
             }
         });
     }
@@ -198,12 +243,29 @@ async fn serve_lane(mut dealt: mpsc::UnboundedReceiver<StdTcpStream>, state: Arc
 
 /// Routes one request inside its record's scope (see [`Record`]), then
 /// hands the record what the front door knows: its id, path and status.
-async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+async fn handle(state: &AppState, inbound: &Inbound, request: Request<Incoming>) -> Response<Body> {
     let in_flight = crate::lanes::request();
     let record = Record::new(Instant::now());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut response = record::scope(record.clone(), route(state, request, &method, &path)).await;
+    let routed = async {
+        if path == "/health" {
+            return json_response(StatusCode::OK, r#"{"status":"ok"}"#);
+        }
+        let anthropic = path.starts_with("/v1/messages");
+        let Some(place) = IN_FLIGHT.enter(inbound.max_in_flight) else {
+            return shaped(
+                anthropic,
+                ApiError::overloaded(format!(
+                    "the gateway is serving {} requests, its limit (TOLLGATE_MAX_IN_FLIGHT); retry shortly",
+                    inbound.max_in_flight
+                )),
+            );
+        };
+        Record::current().hold_place(place);
+        route(state, request, &method, &path).await
+    };
+    let mut response = record::scope(record.clone(), routed).await;
     drop(in_flight);
     if path != "/health" {
         answered(&record, &mut response, method, path);
@@ -250,9 +312,6 @@ async fn route(
     method: &Method,
     path: &str,
 ) -> Response<Body> {
-    if path == "/health" {
-        return json_response(StatusCode::OK, r#"{"status":"ok"}"#);
-    }
     // The page holds no data: it asks /admin for it, with the key.
     if method == Method::GET && path == "/" {
         return dashboard::page();

@@ -28,10 +28,12 @@ impl KeyStore {
         let path = data.join(FILE);
         let error = |e: String| KeysError::Store(format!("{}: {e}", path.display()));
         std::fs::create_dir_all(data).map_err(|e| error(e.to_string()))?;
-        let db = Database::create(&path).map_err(|e| error(e.to_string()))?;
-        let txn = db.begin_write().map_err(|e| error(e.to_string()))?;
-        txn.open_table(KEYS).map_err(|e| error(e.to_string()))?;
-        txn.commit().map_err(|e| error(e.to_string()))?;
+        let init = |db: &Database| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            txn.open_table(KEYS).map_err(|e| e.to_string())?;
+            txn.commit().map_err(|e| e.to_string())
+        };
+        let db = crate::store_file::open(&path, init).map_err(|e| error(e.to_string()))?;
         Ok(KeyStore { db: Arc::new(db) })
     }
 

@@ -7,6 +7,7 @@
 
 use super::LedgerError;
 use super::plan::SavedScope;
+use crate::store_file::StoreFileError;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,17 +32,19 @@ impl Store {
             message,
         };
         std::fs::create_dir_all(data).map_err(|e| error(e.to_string()))?;
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => error(
+        let init = |db: &Database| {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            txn.open_table(SCOPES).map_err(|e| e.to_string())?;
+            txn.commit().map_err(|e| e.to_string())
+        };
+        let db = crate::store_file::open(&path, init).map_err(|e| match e {
+            StoreFileError::InUse => error(
                 "is in use by another tollgate; give each gateway its own --data folder, \
                  or share one ledger through Redis (TOLLGATE_LEDGER=redis://…)"
                     .into(),
             ),
-            other => error(other.to_string()),
+            StoreFileError::Other(message) => error(message),
         })?;
-        let txn = db.begin_write().map_err(|e| error(e.to_string()))?;
-        txn.open_table(SCOPES).map_err(|e| error(e.to_string()))?;
-        txn.commit().map_err(|e| error(e.to_string()))?;
         Ok(Store {
             db: Arc::new(db),
             path,

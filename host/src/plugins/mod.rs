@@ -386,6 +386,13 @@ impl PluginRuntime {
             .filter(|p| matches!(p.kind, Kind::Policy(_)))
     }
 
+    /// The instance slots taken now, by calls and open streams: zero
+    /// whenever nothing is being served, or something leaked.
+    pub fn slots_in_use(&self) -> usize {
+        let limits = &self.host.limits;
+        (limits.max_instances as usize).saturating_sub(self.host.slots.available_permits())
+    }
+
     /// Every plugin in service, adapters and policies.
     pub fn plugins(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
         self.plugins.values()

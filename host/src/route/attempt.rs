@@ -14,7 +14,7 @@ use crate::config::{Feature, Model};
 use crate::ledger::Outcome;
 use crate::plugins::Session;
 use crate::plugins::bindings::{self, ClientRequest, FailureKind, ResponseKind, Target};
-use crate::upstream;
+use crate::upstream::{self, Pace};
 use hyper::header::CONTENT_TYPE;
 use hyper::{Response, StatusCode};
 
@@ -99,7 +99,7 @@ impl Gateway {
     ) -> Response<Body> {
         BinaryRelay {
             response,
-            idle: model.provider.timeouts.idle(),
+            pace: Pace::new(&model.provider.timeouts),
             alias: model.alias.clone(),
             redactor: self.redactor.clone(),
             hold: hold.take(),
@@ -116,8 +116,8 @@ impl Gateway {
         response: reqwest::Response,
         hold: &mut Hold,
     ) -> Failed {
-        let idle = model.provider.timeouts.idle();
-        let upstream = upstream::read_response(response, idle).await.response;
+        let pace = Pace::new(&model.provider.timeouts);
+        let upstream = upstream::read_response(response, pace).await.response;
         let status = upstream.status;
         let failure = match session.classify_failure(target, &upstream).await {
             Ok(failure) => failure,
@@ -159,8 +159,8 @@ impl Gateway {
         response: reqwest::Response,
         hold: &mut Hold,
     ) -> Result<Response<Body>, Failed> {
-        let idle = model.provider.timeouts.idle();
-        let upstream = upstream::read_response(response, idle).await.whole()?;
+        let pace = Pace::new(&model.provider.timeouts);
+        let upstream = upstream::read_response(response, pace).await.whole()?;
         let reply = session
             .translate_response(target, request, &upstream)
             .await?
@@ -191,12 +191,12 @@ impl Gateway {
         mut response: reqwest::Response,
         hold: &mut Hold,
     ) -> Result<Response<Body>, Failed> {
-        let idle = model.provider.timeouts.idle();
+        let mut pace = Pace::new(&model.provider.timeouts);
         let mut translator = session.open_stream(target, request).await?;
         let mut first = Vec::new();
         let mut usage = None;
         let (done, ended) = loop {
-            let (output, ended) = match upstream::next_chunk(&mut response, idle).await? {
+            let (output, ended) = match upstream::next_chunk(&mut response, &mut pace).await? {
                 Some(bytes) => (translator.push(&bytes).await?, false),
                 None => (translator.finish().await?, true),
             };
@@ -221,7 +221,7 @@ impl Gateway {
         let relay = Relay::new(Committed {
             translator,
             response,
-            idle,
+            pace,
             usage,
             alias: model.alias.clone(),
             redactor: self.redactor.clone(),

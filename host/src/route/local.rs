@@ -11,7 +11,7 @@ use crate::gpu::table::{Ask, Eviction, Unload};
 use crate::gpu::{Control, Granted, LeaseGuard, Refusal};
 use crate::plugins::bindings::{ControlAction, ControlStep, UpstreamResponse};
 use crate::route::{Gateway, target_of};
-use crate::upstream::{self, UpstreamError};
+use crate::upstream::{self, Pace, UpstreamError};
 
 /// A load or unload that plans more calls than this is broken.
 const MAX_CONTROL_STEPS: u32 = 64;
@@ -107,8 +107,8 @@ impl Gateway {
                 Err(UpstreamError::Connect(e)) => return Err(ControlError::Unreachable(e)),
                 Err(e) => return Err(ControlError::Failed(e.to_string())),
             };
-            let idle = model.provider.timeouts.idle();
-            let answer = upstream::read_response(response, idle).await;
+            let pace = Pace::new(&model.provider.timeouts);
+            let answer = upstream::read_response(response, pace).await;
             previous = Some(
                 answer
                     .whole()

@@ -16,14 +16,13 @@ use crate::config::Model;
 use crate::ledger::Outcome;
 use crate::plugins::bindings::{FailureKind, ResponseKind};
 use crate::redact::Redactor;
-use crate::upstream;
+use crate::upstream::{self, Pace};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::Value;
-use std::time::Duration;
 
 /// What the host must know of a client protocol to relay its answers
 /// untouched. Each inbound protocol module defines its own.
@@ -64,13 +63,13 @@ impl Gateway {
         response: reqwest::Response,
         hold: &mut Hold,
     ) -> Result<Response<Body>, Failed> {
-        let idle = model.provider.timeouts.idle();
+        let pace = Pace::new(&model.provider.timeouts);
         if kind != ResponseKind::EventStream {
-            return self.native_whole(model, native, response, hold, idle).await;
+            return self.native_whole(model, native, response, hold, pace).await;
         }
         let mut relay = NativeRelay {
             response,
-            idle,
+            pace,
             protocol: native.protocol,
             alias: model.alias.clone(),
             redactor: self.redactor.clone(),
@@ -79,7 +78,7 @@ impl Gateway {
             buffer: BytesMut::new(),
             over: false,
         };
-        let first = match upstream::next_chunk(&mut relay.response, idle).await? {
+        let first = match upstream::next_chunk(&mut relay.response, &mut relay.pace).await? {
             Some(bytes) if !bytes.is_empty() => bytes,
             _ => {
                 *hold = relay.hold.take();
@@ -99,10 +98,10 @@ impl Gateway {
         native: &NativeRequest,
         response: reqwest::Response,
         hold: &mut Hold,
-        idle: Duration,
+        pace: Pace,
     ) -> Result<Response<Body>, Failed> {
         let content_type = response.headers().get(CONTENT_TYPE).cloned();
-        let answer = upstream::read_response(response, idle).await.whole()?;
+        let answer = upstream::read_response(response, pace).await.whole()?;
         let mut usage = None;
         if let Ok(value) = serde_json::from_slice::<Value>(&answer.body) {
             (native.protocol.usage)(&value, &mut usage);
@@ -122,7 +121,7 @@ impl Gateway {
 /// the usage out of its events on the way.
 struct NativeRelay {
     response: reqwest::Response,
-    idle: Duration,
+    pace: Pace,
     protocol: &'static Protocol,
     alias: String,
     redactor: Redactor,
@@ -153,7 +152,7 @@ impl NativeRelay {
         if self.over {
             return None;
         }
-        match upstream::next_chunk(&mut self.response, self.idle).await {
+        match upstream::next_chunk(&mut self.response, &mut self.pace).await {
             Ok(Some(bytes)) => {
                 self.scan(&bytes);
                 Some(bytes)

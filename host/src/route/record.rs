@@ -66,6 +66,9 @@ struct Inner {
     /// The request's reservation on its key's rates, settled with the
     /// tokens served when the record is written.
     key_hold: Option<Reservation>,
+    /// Its place among the requests in flight, given back when the record
+    /// is written (a stream's at its end).
+    in_flight: Option<crate::http::inbound::Place>,
 }
 
 /// What the front door knows of the request.
@@ -126,6 +129,12 @@ impl Record {
     /// written.
     pub(super) fn hold_key(&self, reservation: Reservation) {
         self.inner().key_hold = Some(reservation);
+    }
+
+    /// Keeps the request's place among those in flight until the record is
+    /// written.
+    pub fn hold_place(&self, place: crate::http::inbound::Place) {
+        self.inner().in_flight = Some(place);
     }
 
     /// The front door's part, once the response's head is ready.

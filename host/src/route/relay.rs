@@ -23,7 +23,7 @@ use crate::ledger::Outcome;
 use crate::plugins::StreamSession;
 use crate::plugins::bindings::Usage;
 use crate::redact::Redactor;
-use crate::upstream;
+use crate::upstream::{self, Pace};
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::Response;
@@ -49,7 +49,7 @@ pub(crate) struct Relay {
     phase: Phase,
     translator: StreamSession,
     response: reqwest::Response,
-    idle: Duration,
+    pace: Pace,
     usage: Option<Usage>,
     alias: String,
     redactor: Redactor,
@@ -71,7 +71,7 @@ const DRAIN_BYTES: usize = 64 * 1024;
 pub(crate) struct Committed {
     pub translator: StreamSession,
     pub response: reqwest::Response,
-    pub idle: Duration,
+    pub pace: Pace,
     pub usage: Option<Usage>,
     pub alias: String,
     pub redactor: Redactor,
@@ -96,7 +96,7 @@ impl Relay {
             },
             translator: committed.translator,
             response: committed.response,
-            idle: committed.idle,
+            pace: committed.pace,
             usage: committed.usage,
             alias: committed.alias,
             redactor: committed.redactor,
@@ -161,7 +161,7 @@ impl Relay {
 
     /// Reads and translates one upstream chunk (or the end of the stream).
     async fn advance(&mut self) {
-        let output = match upstream::next_chunk(&mut self.response, self.idle).await {
+        let output = match upstream::next_chunk(&mut self.response, &mut self.pace).await {
             Ok(Some(bytes)) => self.translator.push(&bytes).await,
             Ok(None) => {
                 self.phase = Phase::Ended;
@@ -248,7 +248,7 @@ fn sse_frame(data: &str) -> Bytes {
 /// transfer, so a truncated file is never taken for a whole one.
 pub(crate) struct BinaryRelay {
     pub response: reqwest::Response,
-    pub idle: Duration,
+    pub pace: Pace,
     pub alias: String,
     pub redactor: Redactor,
     pub hold: Hold,
@@ -264,7 +264,7 @@ impl BinaryRelay {
             .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
         let frames = futures_util::stream::unfold(Some(self), |relay| async move {
             let mut relay = relay?;
-            match upstream::next_chunk(&mut relay.response, relay.idle).await {
+            match upstream::next_chunk(&mut relay.response, &mut relay.pace).await {
                 Ok(Some(bytes)) => Some((Ok(Frame::data(bytes)), Some(relay))),
                 Ok(None) => {
                     relay.hold.settle(Outcome::Served { usage: None }).await;

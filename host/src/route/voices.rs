@@ -4,7 +4,7 @@
 use crate::api::{ApiError, Body, json_response};
 use crate::config::{Mode, Model};
 use crate::route::{Gateway, PROVIDER_HEADER};
-use crate::upstream;
+use crate::upstream::{self, Pace};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
@@ -58,7 +58,7 @@ impl Gateway {
             )
             .into_response();
         }
-        let answer = upstream::read_response(response, model.provider.timeouts.idle()).await;
+        let answer = upstream::read_response(response, Pace::new(&model.provider.timeouts)).await;
         let content_type = answer
             .header(CONTENT_TYPE.as_str())
             .and_then(|v| HeaderValue::from_str(v).ok());

@@ -7,14 +7,14 @@
 
 use crate::api::uploads::Uploads;
 use crate::config::Provider;
-use crate::plugins::bindings::{
-    Body, Credential, FormPart, FormValue, UpstreamRequest, UpstreamResponse,
-};
-use bytes::Bytes;
+use crate::plugins::bindings::{Body, Credential, FormPart, FormValue, UpstreamRequest};
 use reqwest::header::{HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod body;
+pub use body::{Answer, Pace, next_chunk, read_response};
 
 /// The most of a non-streamed upstream body the gateway will hold.
 pub const MAX_BODY: usize = 64 << 20;
@@ -25,8 +25,12 @@ pub enum UpstreamError {
     Connect(String),
     #[error("no response within {0:?}")]
     ResponseTimeout(Duration),
-    #[error("the upstream went silent for {0:?}")]
+    #[error("the upstream went silent for {0:?} (timeouts.idle)")]
     IdleTimeout(Duration),
+    #[error("the body went on for more than {0:?} (timeouts.total)")]
+    TooLong(Duration),
+    #[error("the body carried more than {0} bytes (timeouts.max_mib)")]
+    StreamTooLarge(u64),
     #[error("the connection failed: {0}")]
     Transport(String),
     #[error("the response body exceeds {} MiB", MAX_BODY >> 20)]
@@ -284,88 +288,6 @@ fn describe(error: reqwest::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// An upstream answer read to its end: the status, the headers, and the
-/// body up to [`MAX_BODY`], with why the body could not be read, if so.
-pub struct Answer {
-    pub response: UpstreamResponse,
-    pub body_error: Option<UpstreamError>,
-}
-
-impl Answer {
-    /// The answer, unless its body could not be read (an answer to translate
-    /// must be whole; a failure is classified on what arrived).
-    pub fn whole(self) -> Result<UpstreamResponse, UpstreamError> {
-        match self.body_error {
-            None => Ok(self.response),
-            Some(e) => Err(e),
-        }
-    }
-
-    /// The value of header `name` (lower case), if present.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let headers = &self.response.headers;
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads an upstream response whole, for the adapter or a control step:
-/// the one place a response's status, headers and bounded body are taken.
-pub async fn read_response(mut response: reqwest::Response, idle: Duration) -> Answer {
-    let status = response.status().as_u16();
-    let headers = headers_of(&response);
-    let (body, body_error) = match read_body(&mut response, idle).await {
-        Ok(body) => (body, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
-    Answer {
-        response: UpstreamResponse {
-            status,
-            headers,
-            body,
-        },
-        body_error,
-    }
-}
-
-/// The response headers as (name, value) pairs.
-fn headers_of(response: &reqwest::Response) -> Vec<(String, String)> {
-    response
-        .headers()
-        .iter()
-        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
-        .collect()
-}
-
-/// The next piece of the body, or `None` at its end.
-pub async fn next_chunk(
-    response: &mut reqwest::Response,
-    idle: Duration,
-) -> Result<Option<Bytes>, UpstreamError> {
-    match tokio::time::timeout(idle, response.chunk()).await {
-        Err(_) => Err(UpstreamError::IdleTimeout(idle)),
-        Ok(Err(e)) => Err(UpstreamError::Transport(describe(e))),
-        Ok(Ok(chunk)) => Ok(chunk),
-    }
-}
-
-/// The whole body, up to [`MAX_BODY`].
-async fn read_body(
-    response: &mut reqwest::Response,
-    idle: Duration,
-) -> Result<Vec<u8>, UpstreamError> {
-    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(1 << 20) as usize);
-    while let Some(chunk) = next_chunk(response, idle).await? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(UpstreamError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]

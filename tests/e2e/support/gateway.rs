@@ -334,6 +334,13 @@ impl Gateway {
         self.url = url;
     }
 
+    /// Starts the gateway again on the same folders, after [`Gateway::stop`].
+    pub fn start_again(&mut self) {
+        let (child, url) = spawn(self.dir.path(), &self.launch);
+        self.child = child;
+        self.url = url;
+    }
+
     /// Stops the gateway with SIGTERM and waits for it to exit cleanly.
     pub fn stop(&mut self) {
         let status = Command::new("kill")
@@ -355,6 +362,11 @@ impl Gateway {
             .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
             .sum();
         Duration::from_nanos(nanos)
+    }
+
+    /// The gateway process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the gateway has logged so far ([`Setup::capture_logs`]).

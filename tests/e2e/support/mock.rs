@@ -34,6 +34,14 @@ pub enum Behavior {
     /// Enforce a provider limit of `per_minute` requests in any 60 seconds,
     /// as a strict sliding log: beyond it, answer 429.
     Limited { per_minute: usize },
+    /// Send the head, then a piece every 50 ms, forever: an SSE event
+    /// when streaming, a space of a JSON body otherwise. A write that
+    /// fails (the gateway hung up) counts in [`Mock::hung_up`].
+    Trickle,
+    /// Stream events that are not JSON, then `[DONE]`.
+    MalformedSse,
+    /// Answer a body of `mib` MiB (JSON whitespace), at full speed.
+    Huge { mib: usize },
     /// Allow `limit` requests in all, reporting what remains in Groq's
     /// headers (`x-ratelimit-*-requests`, the reset as a Go duration);
     /// beyond it, answer 429.
@@ -88,6 +96,8 @@ struct State {
     /// Requests [`Behavior::Limited`] accepted, and how many it refused.
     accepted: Vec<std::time::Instant>,
     rejected: usize,
+    /// Trickled bodies the gateway stopped reading.
+    hung_up: usize,
 }
 
 #[derive(Clone)]
@@ -111,6 +121,7 @@ impl Mock {
                 arrivals: Vec::new(),
                 accepted: Vec::new(),
                 rejected: 0,
+                hung_up: 0,
             })),
             gate: Arc::new(Notify::new()),
         };
@@ -144,6 +155,11 @@ impl Mock {
     /// How many requests a [`Behavior::Limited`] mock answered with 429.
     pub fn rejected(&self) -> usize {
         self.state.lock().unwrap().rejected
+    }
+
+    /// How many [`Behavior::Trickle`] bodies the gateway hung up on.
+    pub fn hung_up(&self) -> usize {
+        self.state.lock().unwrap().hung_up
     }
 
     /// Lets a [`Behavior::Gated`] stream finish.
@@ -215,6 +231,61 @@ impl Mock {
             }
             Behavior::BreakMidStream => self.stream(socket, &request, Some(2)).await,
             Behavior::Gated => self.stream(socket, &request, Some(usize::MAX)).await,
+            Behavior::Trickle => self.trickle(socket, stream).await,
+            Behavior::MalformedSse => {
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                let body = "data: {this is not json\n\ndata: [DONE]\n\n";
+                socket
+                    .write_all(format!("{head}{body}").as_bytes())
+                    .await
+                    .ok();
+                socket.shutdown().await.ok();
+            }
+            Behavior::Huge { mib } => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    mib << 20
+                );
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let block = vec![b' '; 1 << 20];
+                for _ in 0..mib {
+                    if socket.write_all(&block).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// See [`Behavior::Trickle`].
+    async fn trickle(&self, mut socket: TcpStream, stream: bool) {
+        let (kind, first, piece) = if stream {
+            let event = |text: &str| {
+                let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                    "model": "m", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+                format!("data: {data}\n\n")
+            };
+            ("text/event-stream", event("hello"), event("."))
+        } else {
+            ("application/json", " ".to_owned(), " ".to_owned())
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        let chunk = |text: &str| format!("{:x}\r\n{text}\r\n", text.len());
+        if socket.write_all(head.as_bytes()).await.is_err()
+            || socket.write_all(chunk(&first).as_bytes()).await.is_err()
+        {
+            return;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if socket.write_all(chunk(&piece).as_bytes()).await.is_err() {
+                self.state.lock().unwrap().hung_up += 1;
+                return;
+            }
         }
     }
 

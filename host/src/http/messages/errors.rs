@@ -47,6 +47,12 @@ pub fn response(error: &ApiError) -> Response<Body> {
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // The gateway shedding load says when to come back, as on OpenAI routes.
+    if error.status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
     response
 }
 
