@@ -46,9 +46,22 @@ bench-pair ROUNDS="20":
 bench-protocols ROUNDS="10":
     cargo bench -p tollgate --bench proxy -- --protocols {{ROUNDS}}
 
-# Ten minutes of load at concurrency 32, printing Tollgate's RSS as it goes.
-soak SECS="600":
+# Half an hour of mixed load with faults (32 clients, about SOAK_RATE=400
+# requests/s), printing RSS, file descriptors and connections as it goes;
+# fails on an unanswered request, RSS growth or a leak (docs/reliability.md).
+soak SECS="1800":
     cargo bench -p tollgate --bench proxy -- --soak {{SECS}}
+
+# Fuzz one parser (requests, sse, rate_headers, config) for SECS seconds
+# with cargo-fuzz on nightly (`cargo install cargo-fuzz`); new inputs that
+# reach new code are added to host/fuzz/corpus/TARGET, which `cargo test`
+# replays. The plugins are built with the pinned toolchain.
+fuzz TARGET SECS="600":
+    cd host/fuzz && TOLLGATE_PLUGIN_TOOLCHAIN=1.95.0 cargo +nightly fuzz run -s none {{TARGET}} -- -max_total_time={{SECS}} -max_len=8192
+
+# Shrink a target's corpus to the inputs that each add coverage.
+fuzz-cmin TARGET:
+    cd host/fuzz && TOLLGATE_PLUGIN_TOOLCHAIN=1.95.0 cargo +nightly fuzz cmin -s none {{TARGET}}
 
 # `tollgate plugin new` plus `tollgate plugin build` from nothing: a fresh
 # crate and an empty target folder (cargo's download cache is kept), timed.

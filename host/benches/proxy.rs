@@ -22,8 +22,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 use common::load::*;
@@ -98,6 +97,9 @@ async fn mock(request: Request<Incoming>) -> Response<Body> {
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&body);
+    if let Some(response) = fault(&text).await {
+        return response;
+    }
     if !text.contains("\"stream\":true") {
         return Response::builder()
             .header("content-type", "application/json")
@@ -133,6 +135,52 @@ async fn mock(request: Request<Incoming>) -> Response<Body> {
         .header("content-type", "text/event-stream")
         .body(BodyExt::boxed_unsync(StreamBody::new(chunks)))
         .unwrap()
+}
+
+/// The soak's faults, named in the request's text (see `common::soak`):
+/// a 500, a stream that goes silent after a chunk, a stream that is not
+/// JSON, and a stall longer than the soak gateway's response timeout.
+async fn fault(text: &str) -> Option<Response<Body>> {
+    let sse = |body: Body| {
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(body)
+            .unwrap()
+    };
+    if text.contains("fault-500") {
+        let body = Full::new(Bytes::from_static(br#"{"error":{"message":"boom"}}"#));
+        return Some(
+            Response::builder()
+                .status(500)
+                .header("content-type", "application/json")
+                .body(body.boxed_unsync())
+                .unwrap(),
+        );
+    }
+    if text.contains("fault-break") {
+        let first = Bytes::from_static(
+            b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"w\"},\"finish_reason\":null}]}\n\n",
+        );
+        // One chunk, then silence past the soak gateway's idle timeout.
+        let frames = futures_util::stream::unfold(Some(first), |first| async move {
+            match first {
+                Some(first) => Some((Ok(Frame::data(first)), None)),
+                None => {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    None
+                }
+            }
+        });
+        return Some(sse(BodyExt::boxed_unsync(StreamBody::new(frames))));
+    }
+    if text.contains("fault-garbage") {
+        let body = Full::new(Bytes::from_static(b"data: {not json\n\ndata: [DONE]\n\n"));
+        return Some(sse(body.boxed_unsync()));
+    }
+    if text.contains("fault-stall") {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    None
 }
 
 /// The bare proxy: forwards method, path, body and content type to the
@@ -281,7 +329,23 @@ fn main() {
     }
     let idle_rss = gateway.rss_kb("VmRSS:");
     if let Some(secs) = soak {
-        return runtime.block_on(soak_run(&gateway, secs, idle_rss));
+        drop(gateway);
+        let gateway = tollgate_with(
+            mock.addr,
+            dir.path(),
+            &tollgate_binary(),
+            None,
+            common::soak::SOAK_TIMEOUTS,
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let rate = std::env::var("SOAK_RATE")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(400);
+        if !runtime.block_on(common::soak::run(&gateway, secs, rate)) {
+            std::process::exit(1);
+        }
+        return;
     }
     let duration = Duration::from_secs(seconds);
     // Direct to the mock, the bare proxy, Tollgate: the report's columns.
@@ -538,33 +602,4 @@ fn protocols_run(
     }
     let errors: u64 = c1.iter().chain(&c32).map(|s| s.errors).sum();
     println!("errors: {errors}");
-}
-
-/// Load at concurrency 32 for `secs`, printing Tollgate's RSS every 10 s.
-async fn soak_run(gateway: &Process, secs: u64, idle_rss: u64) {
-    let url = Arc::new(format!("http://{}/v1/chat/completions", gateway.addr));
-    println!(
-        "soak: {secs} s at concurrency 32; RSS idle {} MB",
-        idle_rss / 1024
-    );
-    let load = {
-        let url = url.clone();
-        tokio::spawn(async move { closed_loop(&url, 32, Duration::from_secs(secs)).await })
-    };
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(secs) {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        println!(
-            "{:>5} s  RSS {:>4} MB",
-            started.elapsed().as_secs(),
-            gateway.rss_kb("VmRSS:") / 1024
-        );
-    }
-    let sample = load.await.unwrap();
-    println!(
-        "{} requests, {} errors, {:.0}/s",
-        sample.requests,
-        sample.errors,
-        sample.rps()
-    );
 }

@@ -87,9 +87,24 @@ pub fn build(root: &Path, crates: &[Crate], target_dir: &Path) {
     }
 }
 
+/// The toolchain the plugins are built with when it is not the host's:
+/// the fuzz targets build the host on nightly, whose rustup may lack the
+/// wasm32-wasip2 library, while the pinned toolchain has it.
+const PLUGIN_TOOLCHAIN: &str = "TOLLGATE_PLUGIN_TOOLCHAIN";
+
 fn cargo_build(root: &Path, packages: &[&str], target_dir: &Path) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let toolchain = std::env::var(PLUGIN_TOOLCHAIN).ok();
+    let cargo = match toolchain {
+        Some(_) => "cargo".into(),
+        None => std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+    };
     let mut cmd = Command::new(cargo);
+    if let Some(toolchain) = &toolchain {
+        cmd.env("RUSTUP_TOOLCHAIN", toolchain);
+        for var in ["RUSTC", "RUSTDOC", "RUSTC_WRAPPER"] {
+            cmd.env_remove(var);
+        }
+    }
     cmd.current_dir(root)
         .args(["build", "--release", "--target", TARGET, "--target-dir"])
         .arg(target_dir);
@@ -114,6 +129,10 @@ fn cargo_build(root: &Path, packages: &[&str], target_dir: &Path) {
 
 /// Adds the wasm32-wasip2 standard library through rustup when it is missing.
 pub fn ensure_target() {
+    println!("cargo:rerun-if-env-changed={PLUGIN_TOOLCHAIN}");
+    if std::env::var_os(PLUGIN_TOOLCHAIN).is_some() {
+        return;
+    }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let sysroot = Command::new(&rustc)
         .args(["--print", "sysroot"])

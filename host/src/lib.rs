@@ -49,6 +49,10 @@ pub mod config;
 pub mod import;
 pub mod report;
 
+/// The bodies of the fuzz targets in `host/fuzz`.
+#[doc(hidden)]
+pub mod fuzz;
+
 pub mod api;
 pub mod clock;
 pub mod lanes;

@@ -92,6 +92,28 @@ impl SseParser {
     }
 }
 
+/// The `sse` fuzz target's body (`host/fuzz`): the events of a stream do
+/// not depend on how the network cut it. The first byte picks the size of
+/// the pieces the rest is fed in.
+#[doc(hidden)]
+pub fn fuzz_pieces(data: &[u8]) {
+    let Some((&seed, bytes)) = data.split_first() else {
+        return;
+    };
+    let parse = |piece: usize| {
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        for chunk in bytes.chunks(piece.max(1)) {
+            events.extend(parser.push(chunk));
+        }
+        events.extend(parser.finish());
+        events
+    };
+    let whole = parse(bytes.len());
+    let cut = parse(usize::from(seed % 17) + 1);
+    assert_eq!(whole, cut, "the events changed with the cut");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +149,24 @@ mod tests {
         assert!(parser.push(b"data: tail").is_empty());
         assert_eq!(parser.finish().map(|e| e.data), Some("tail".to_owned()));
         assert_eq!(parser.finish(), None);
+    }
+
+    /// The `sse` fuzz target's corpus (in `host/fuzz`), replayed whole and
+    /// cut: the short run of the fuzzer every `cargo test` makes.
+    #[cfg(feature = "std")]
+    #[test]
+    fn the_fuzz_corpus_parses_the_same_however_it_is_cut() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/fuzz/corpus/sse");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            for seed in 0..17u8 {
+                let mut input = vec![seed];
+                input.extend_from_slice(&bytes);
+                fuzz_pieces(&input);
+            }
+            count += 1;
+        }
+        assert!(count > 0, "{} is empty", dir.display());
     }
 }

@@ -213,27 +213,28 @@ async fn a_new_provider_and_its_plugin_work_without_a_restart() {
 }
 
 #[tokio::test]
-async fn replacing_the_adapter_under_load_fails_no_request() {
+async fn config_and_adapter_swaps_under_32_streams_fail_no_request() {
     let mock = Mock::start("steady").await;
     let gateway = Setup::new()
         .provider("steady", &mock.base_url(), &[("steady-chat", "s1")])
         .start();
     let file = gateway.dir().join("plugins").join("openai.wasm");
+    let fragment = gateway.dir().join("providers").join("steady.yaml");
     let good = std::fs::read(fixture("openai")).unwrap();
-    let stop = Instant::now() + Duration::from_secs(6);
+    let stop = Instant::now() + Duration::from_secs(8);
     let mut clients = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..32 {
         let client = gateway.client.clone();
         let url = format!("{}/v1/chat/completions", gateway.url);
         clients.push(tokio::spawn(async move {
             let (mut ok, mut failed) = (0, Vec::new());
             while Instant::now() < stop {
                 let mut request = hello("steady-chat");
-                request["stream"] = (ok % 2 == 0).into();
+                request["stream"] = true.into();
                 match client.post(&url).json(&request).send().await {
                     Ok(r) if r.status() == 200 => {
                         let text = r.text().await.unwrap_or_default();
-                        if text.contains("steady") {
+                        if text.contains("steady") && text.contains("[DONE]") {
                             ok += 1;
                         } else {
                             failed.push(text);
@@ -267,6 +268,19 @@ async fn replacing_the_adapter_under_load_fails_no_request() {
         })
         .await;
         slowest = slowest.max(published.elapsed());
+        // And a config swap: the fragment gains an alias.
+        let alias = format!("steady-extra-{n}");
+        let text = crate::support::gateway::fragment(
+            "steady",
+            &mock.base_url(),
+            &[("steady-chat", "s1"), (&alias, "s1")],
+            "",
+        );
+        publish(&fragment, text.as_bytes());
+        eventually("the new config to serve", async || {
+            models(&gateway).await.contains(&alias)
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (mut ok, mut failed) = (0, Vec::new());
@@ -281,7 +295,7 @@ async fn replacing_the_adapter_under_load_fails_no_request() {
         failed.len(),
         &failed[..failed.len().min(3)]
     );
-    assert!(ok > 50, "too little load to mean anything: {ok}");
+    assert!(ok > 200, "too little load to mean anything: {ok}");
     assert_eq!(digests.len(), 5);
     assert!(slowest < Duration::from_secs(3), "a swap took {slowest:?}");
 }

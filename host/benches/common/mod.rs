@@ -7,6 +7,7 @@
 pub mod load;
 pub mod machine;
 pub mod processes;
+pub mod soak;
 
 /// The environment variable that re-executes a bench binary in a role.
 pub const ROLE: &str = "TOLLGATE_BENCH_ROLE";

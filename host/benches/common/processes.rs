@@ -13,6 +13,13 @@ pub(crate) struct Process {
 }
 
 impl Process {
+    /// The file descriptors the process has open.
+    pub(crate) fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     pub(crate) fn rss_kb(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
@@ -98,6 +105,18 @@ pub(crate) fn tollgate(
     binary: &std::ffi::OsStr,
     plugins: Option<&std::path::Path>,
 ) -> Process {
+    tollgate_with(upstream, dir, binary, plugins, "")
+}
+
+/// [`tollgate`] with `extra` top-level lines in the provider's fragment
+/// (the soak's short timeouts).
+pub(crate) fn tollgate_with(
+    upstream: SocketAddr,
+    dir: &std::path::Path,
+    binary: &std::ffi::OsStr,
+    plugins: Option<&std::path::Path>,
+    extra: &str,
+) -> Process {
     std::fs::create_dir_all(dir.join("providers")).unwrap();
     std::fs::create_dir_all(dir.join("plugins")).unwrap();
     for entry in plugins
@@ -113,7 +132,7 @@ pub(crate) fn tollgate(
     std::fs::write(
         dir.join("providers/bench.yaml"),
         format!(
-            "name: bench\nflag: BENCH\nadapter: openai\nbase_url: http://{upstream}/v1\napi_key: ${{BENCH_KEY}}\ntier: free\nlimits: {{ rpm: 1000000000 }}\nmodels:\n  - {{ alias: bench-chat, model: m, mode: chat, limits: {{ rpd: 1000000000, tpm: 1000000000000 }} }}\n"
+            "name: bench\nflag: BENCH\nadapter: openai\nbase_url: http://{upstream}/v1\napi_key: ${{BENCH_KEY}}\ntier: free\nlimits: {{ rpm: 1000000000 }}\n{extra}models:\n  - {{ alias: bench-chat, model: m, mode: chat, limits: {{ rpd: 1000000000, tpm: 1000000000000 }} }}\n"
         ),
     )
     .unwrap();

@@ -95,6 +95,16 @@ impl Catalog {
         }
     }
 
+    /// Checks one fragment's text as a load does (every adapter taken as
+    /// known), for the fuzz targets and `tollgate check`'s kind of answer.
+    pub fn check_fragment(text: &str, env: &Env) -> Result<Catalog, ConfigError> {
+        let mut catalog = Catalog::default();
+        catalog
+            .add_fragment_text(Path::new("fragment.yaml"), text, env, &|_| true)
+            .map_err(|problems| ConfigError { problems })?;
+        Ok(catalog)
+    }
+
     fn add_fragment(
         &mut self,
         path: &Path,
@@ -102,8 +112,18 @@ impl Catalog {
         adapter_known: &dyn Fn(&str) -> bool,
     ) -> Result<(), Vec<Problem>> {
         let text = std::fs::read_to_string(path).map_err(|e| vec![Problem::file(path, e)])?;
+        self.add_fragment_text(path, &text, env, adapter_known)
+    }
+
+    fn add_fragment_text(
+        &mut self,
+        path: &Path,
+        text: &str,
+        env: &Env,
+        adapter_known: &dyn Fn(&str) -> bool,
+    ) -> Result<(), Vec<Problem>> {
         let file: ProviderFile =
-            serde_yaml::from_str(&text).map_err(|e| vec![Problem::file(path, e)])?;
+            serde_yaml::from_str(text).map_err(|e| vec![Problem::file(path, e)])?;
         let mut problems = Vec::new();
         check_provider(&file, adapter_known, &mut |field, msg| {
             problems.push(Problem::at(path, field, msg))

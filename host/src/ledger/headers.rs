@@ -72,6 +72,16 @@ struct Partial {
     reset_in_ms: Option<u64>,
 }
 
+/// The longest wait a provider's header is taken at: a month, the longest
+/// window any provider resets. A larger one (`retry-after: 1e30`, a
+/// timestamp in the year 3000) is a provider's bug, and taken as it is it
+/// would cool the provider down for good, or overflow where it is added.
+pub const MAX_WAIT_MS: u64 = 31 * 24 * 3600 * 1000;
+
+fn capped(ms: u64) -> u64 {
+    ms.min(MAX_WAIT_MS)
+}
+
 /// `retry-after` in ms: seconds (fractions allowed), or an HTTP date as
 /// RFC 9110 also allows, counted from `now_ms` (a date already past is 0).
 fn retry_after(value: &str, now_ms: u64) -> Option<u64> {
@@ -94,12 +104,16 @@ impl RateHeaders {
             let name = name.to_ascii_lowercase();
             let value = value.trim();
             if name == "retry-after-ms" {
-                parsed.retry_after_ms = value.parse::<f64>().ok().map(|ms| ms.max(0.0) as u64);
+                parsed.retry_after_ms = value
+                    .parse::<f64>()
+                    .ok()
+                    .map(|ms| capped(ms.max(0.0) as u64));
                 continue;
             }
             if name == "retry-after" {
-                parsed.retry_after_ms =
-                    parsed.retry_after_ms.or_else(|| retry_after(value, now_ms));
+                parsed.retry_after_ms = parsed
+                    .retry_after_ms
+                    .or_else(|| retry_after(value, now_ms).map(capped));
                 continue;
             }
             let (field, group) = if let Some(rest) = name.strip_prefix("x-ratelimit-") {
@@ -124,7 +138,7 @@ impl RateHeaders {
                 "remaining" => {
                     slot.remaining = value.parse::<f64>().ok().map(|n| n.max(0.0) as u64)
                 }
-                "reset" => slot.reset_in_ms = reset_in_ms(value, now_ms),
+                "reset" => slot.reset_in_ms = reset_in_ms(value, now_ms).map(capped),
                 _ => {}
             }
         }
@@ -304,6 +318,23 @@ mod tests {
     fn retry_after_ms_wins_over_seconds() {
         let parsed = parse(&[("retry-after", "3"), ("retry-after-ms", "1250")]);
         assert_eq!(parsed.retry_after_ms, Some(1_250));
+    }
+
+    #[test]
+    fn absurd_waits_are_taken_as_a_month() {
+        let now = 1_790_000_000_000;
+        for value in ["1e30", "inf", "99999999999999999999"] {
+            let parsed = RateHeaders::parse([("retry-after", value)], now);
+            assert_eq!(parsed.retry_after_ms, Some(MAX_WAIT_MS), "{value}");
+        }
+        let parsed = RateHeaders::parse(
+            [
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "1e300"),
+            ],
+            now,
+        );
+        assert_eq!(parsed.exhausted_until_ms(), Some(MAX_WAIT_MS));
     }
 
     #[test]

@@ -71,8 +71,16 @@ async fn read(
     check: fn(&MessagesRequest) -> Result<(), (String, &'static str)>,
 ) -> Result<Read, ApiError> {
     let body = endpoints::read_body(request).await?;
-    let parsed: MessagesRequest = serde_json::from_slice(&body)
-        .map_err(|e| crate::http::validate::field_error::<MessagesRequest>(&body, e))?;
+    parse(&body, check)
+}
+
+/// Checks a Messages body with `check` and translates it to chat.
+fn parse(
+    body: &[u8],
+    check: fn(&MessagesRequest) -> Result<(), (String, &'static str)>,
+) -> Result<Read, ApiError> {
+    let parsed: MessagesRequest = serde_json::from_slice(body)
+        .map_err(|e| crate::http::validate::field_error::<MessagesRequest>(body, e))?;
     check(&parsed).map_err(|(message, param)| ApiError::bad_request(message).with_param(param))?;
     let chat = serde_json::to_vec(&parsed.to_chat())
         .map_err(|e| ApiError::bad_request(format!("could not translate the request: {e}")))?;
@@ -83,6 +91,14 @@ async fn read(
         body,
         chat,
     })
+}
+
+/// Checks and translates a Messages body as `POST /v1/messages` does, for
+/// the fuzz targets: the model it names, or why it is refused.
+pub fn parse_messages(body: &[u8]) -> Result<String, ApiError> {
+    let read = parse(body, MessagesRequest::check)?;
+    let (model, _) = routed(read, Vec::new())?;
+    Ok(model)
 }
 
 /// The request to route: sized and checked as chat, with the client's

@@ -32,8 +32,14 @@ async fn read(
     request: Request<Incoming>,
 ) -> Result<(ResponsesRequest, String, crate::route::Inbound), ApiError> {
     let body = endpoints::read_body(request).await?;
-    let parsed: ResponsesRequest = serde_json::from_slice(&body)
-        .map_err(|e| crate::http::validate::field_error::<ResponsesRequest>(&body, e))?;
+    parse(&body)
+}
+
+/// Checks and translates a Responses body: the request, the model it
+/// names and the chat request to route.
+pub fn parse(body: &[u8]) -> Result<(ResponsesRequest, String, crate::route::Inbound), ApiError> {
+    let parsed: ResponsesRequest = serde_json::from_slice(body)
+        .map_err(|e| crate::http::validate::field_error::<ResponsesRequest>(body, e))?;
     let chat = serde_json::to_vec(&parsed.to_chat()?)
         .map_err(|e| ApiError::bad_request(format!("could not translate the request: {e}")))?;
     let (model, inbound) = endpoints::chat_inbound(&chat)?;
