@@ -136,7 +136,9 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let h: u64 = time.next()?.parse().ok()?;
     let min: u64 = time.next()?.parse().ok()?;
     let secs: f64 = time.next()?.parse().ok()?;
-    let valid = (1..=12).contains(&m) && (1..=31).contains(&d) && h < 24 && min < 60;
+    // RFC 3339 years have four digits; a longer one overflowed the day count.
+    let valid = (0..=9999).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d);
+    let valid = valid && h < 24 && min < 60;
     let valid = valid && (0.0..61.0).contains(&secs);
     valid.then(|| {
         month_day_ms(y, m, d) + h * HOUR_MS + min * MINUTE_MS + (secs * 1000.0).round() as u64
@@ -217,5 +219,8 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-25T10:16:07+00:00"), Some(at - 250));
         assert_eq!(parse_rfc3339("2026-13-25T10:16:07Z"), None);
         assert_eq!(parse_rfc3339("2026-11-25 10:16:07"), None);
+        // Found by the rate_headers fuzz target: a year this long overflowed.
+        assert_eq!(parse_rfc3339("9223372036854775807-12-07T10:00:00Z"), None);
+        assert_eq!(parse_rfc3339("-5-12-07T10:00:00Z"), None);
     }
 }

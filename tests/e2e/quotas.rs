@@ -2,6 +2,7 @@
 //! 429, headers and cooldowns learned from upstreams, counts that survive a
 //! restart and a crash, and one ledger shared by two gateways through Redis.
 
+use crate::reload::eventually;
 use crate::support::gateway::{Gateway, Setup, fragment, hello, run, tollgate};
 use crate::support::mock::{Behavior, Mock};
 use serde_json::Value;
@@ -416,6 +417,38 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// Stops the server (its data goes with it: it saves nothing).
+    pub(crate) fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new, empty server on the same port.
+    pub(crate) fn start_again(&mut self) {
+        let port = self
+            .url
+            .trim_end_matches("/0")
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        self.child = std::process::Command::new("redis-server")
+            .args(["--port", &port, "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start again"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -562,30 +595,61 @@ async fn a_402_cools_the_whole_provider_until_its_credit_renews() {
 }
 
 #[tokio::test]
-async fn a_redis_outage_serves_unmetered_and_reports_the_error() {
+async fn a_redis_outage_counts_locally_and_merges_back() {
     let Some(mut redis) = Redis::start() else {
         return;
     };
     let first = Mock::start("first").await;
     let second = Mock::start("second").await;
-    let gateway = shared_setup(&first, &second, &redis).start();
+    let gateway = shared_setup(&first, &second, &redis).capture_logs().start();
     assert_eq!(gateway.chat(hello("first-chat")).await.status, 200);
-    redis.child.kill().unwrap();
-    redis.child.wait().unwrap();
+    redis.stop();
+    // Redis gone: this gateway holds first-chat's rpm of 5 on its own, so
+    // the sixth request moves on to second-chat, and no request waits long.
     let started = Instant::now();
-    let reply = gateway.chat(hello("first-chat")).await;
+    for _ in 0..6 {
+        assert_eq!(gateway.chat(hello("first-chat")).await.status, 200);
+    }
     let took = started.elapsed();
-    assert_eq!(reply.status, 200, "{}", reply.text);
     assert!(
-        took < Duration::from_secs(2),
-        "an outage cost a request {took:?}"
+        took < Duration::from_secs(6),
+        "an outage cost six requests {took:?}"
     );
-    assert_eq!(reply.header("x-tollgate-provider"), Some("first-chat"));
+    assert_eq!(first.received().len(), 6);
+    assert_eq!(second.received().len(), 1);
     let report = gateway.get("/admin/quotas").await.json();
     assert!(
         report["error"]
             .as_str()
             .is_some_and(|e| e.contains("Redis")),
+        "{report}"
+    );
+    assert!(gateway.logs().contains("counting on this gateway alone"));
+
+    // Redis back (empty: it kept nothing): the next request merges what was
+    // counted alone, and the shared day's count has all of it.
+    redis.start_again();
+    eventually("the gateway to reach Redis again", async || {
+        gateway.chat(hello("second-chat")).await.status == 200
+            && gateway.get("/admin/quotas").await.json()["error"].is_null()
+    })
+    .await;
+    eventually("the local counts to be merged", async || {
+        let report = gateway.get("/admin/quotas").await.json();
+        quota(&report, "f1", "rpd")["used"].as_f64() == Some(5.0)
+    })
+    .await;
+    assert!(
+        gateway
+            .logs()
+            .contains("merged what this gateway counted alone")
+    );
+    // A second gateway on the same Redis sees the merged counts.
+    let other = shared_setup(&first, &second, &redis).start();
+    let report = other.get("/admin/quotas").await.json();
+    assert_eq!(
+        quota(&report, "f1", "rpd")["used"].as_f64(),
+        Some(5.0),
         "{report}"
     );
 }

@@ -9,7 +9,7 @@
 --              the period's end or at the reset the provider stated
 -- Cooldowns are hashes {until, streak, cause}.
 --
--- ARGV[1] names the operation: reserve, settle or peek.
+-- ARGV[1] names the operation: reserve, settle, peek or merge.
 
 local function num(x)
   return string.format('%.0f', x)
@@ -206,5 +206,14 @@ elseif op == 'peek' then
     out[#out + 1] = num(frees)
   end
   return out
+elseif op == 'merge' then
+  -- What a gateway counted on its own while Redis was away, added now.
+  -- KEYS: one key per window. ARGV: op, now, then per window: kind, limit,
+  -- period, amount.
+  for w = 1, #KEYS do
+    local a = 2 + (w - 1) * 4
+    add(KEYS[w], KEYS[w], ARGV[a + 1], now, now, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]))
+  end
+  return {0}
 end
 return redis.error_reply('unknown ledger operation ' .. tostring(op))

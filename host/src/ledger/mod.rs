@@ -18,6 +18,7 @@ pub mod estimate;
 pub mod headers;
 pub mod keyed;
 mod local;
+mod outage;
 pub mod plan;
 pub mod redis;
 pub mod report;
@@ -247,6 +248,8 @@ pub struct Ledger {
     scopes: Mutex<BTreeMap<String, Arc<Scope>>>,
     /// What the store held at startup, taken as scopes are created.
     saved: Mutex<HashMap<String, SavedScope>>,
+    /// What was counted here while Redis did not answer.
+    outage: outage::Outage,
 }
 
 impl Ledger {
@@ -260,6 +263,7 @@ impl Ledger {
             backend,
             scopes: Mutex::new(BTreeMap::new()),
             saved: Mutex::new(saved),
+            outage: outage::Outage::default(),
         }))
     }
 
@@ -356,23 +360,52 @@ impl Ledger {
             admit_tokens: prompt.saturating_add(capped),
             admit_credit: cost(capped),
         };
-        match &self.backend {
-            Backend::Redis(shared) => shared.reserve(plan, now, amounts).await?,
-            _ => local::reserve(plan, now, amounts)?,
-        }
+        let local = match &self.backend {
+            Backend::Redis(shared) => {
+                if shared.reserve(plan, now, amounts).await? {
+                    self.merge_when_back();
+                    false
+                } else {
+                    local::reserve(plan, now, amounts)?;
+                    self.outage.note(plan);
+                    true
+                }
+            }
+            _ => {
+                local::reserve(plan, now, amounts)?;
+                false
+            }
+        };
         Ok(Reservation {
             ledger: self.clone(),
             plan: plan.clone(),
             at: now,
             amounts,
             settled: false,
+            local,
         })
     }
 
-    async fn settle(&self, plan: &Plan, settlement: Settlement) {
+    /// Redis answered: if this gateway counted alone while it did not, add
+    /// those counts to it, in the background.
+    fn merge_when_back(self: &Arc<Self>) {
+        if !self.outage.pending() {
+            return;
+        }
+        let ledger = self.clone();
+        tokio::spawn(async move {
+            if let Backend::Redis(shared) = &ledger.backend {
+                ledger.outage.merge(shared, ledger.now()).await;
+            }
+        });
+    }
+
+    /// Settles on the backend the reservation was made on: `local` when it
+    /// was counted here while Redis did not answer.
+    async fn settle(&self, plan: &Plan, settlement: Settlement, local: bool) {
         let now = self.now();
         match &self.backend {
-            Backend::Redis(shared) => shared.settle(plan, now, settlement).await,
+            Backend::Redis(shared) if !local => shared.settle(plan, now, settlement).await,
             _ => local::settle(plan, now, &settlement),
         }
     }
@@ -467,6 +500,8 @@ pub struct Reservation {
     at: u64,
     amounts: Amounts,
     settled: bool,
+    /// Counted in this gateway's own windows, Redis being away.
+    local: bool,
 }
 
 impl Reservation {
@@ -477,7 +512,7 @@ impl Reservation {
     pub async fn settle(mut self, outcome: Outcome, headers: &RateHeaders) {
         self.settled = true;
         let settlement = settlement(&self.plan, self.at, self.amounts, outcome, headers);
-        self.ledger.settle(&self.plan, settlement).await;
+        self.ledger.settle(&self.plan, settlement, self.local).await;
     }
 }
 
@@ -494,7 +529,7 @@ impl Drop for Reservation {
             cool: None,
             success: false,
         };
-        if !matches!(self.ledger.backend, Backend::Redis(_)) {
+        if self.local || !matches!(self.ledger.backend, Backend::Redis(_)) {
             local::settle(&self.plan, self.ledger.now(), &settlement);
         }
     }

@@ -3,8 +3,9 @@
 //!
 //! Every reservation and settlement is one atomic Lua script (`ledger.lua`),
 //! so two gateways can never both take the last request of a window. Redis
-//! being unreachable does not stop the gateway: requests go on unmetered (the
-//! providers' own 429s still steer the fallback) and each failure is logged.
+//! being unreachable does not stop the gateway: it counts on its own
+//! meanwhile, and merges those counts back when Redis answers again (see
+//! `ledger::outage`).
 
 use super::plan::{Level, Plan, Scope};
 use super::report::Row;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 const SCRIPT: &str = include_str!("ledger.lua");
 
-/// The longest a request waits on Redis before going on unmetered.
+/// The longest a request waits on Redis before it is counted locally.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Connection and script for the shared ledger.
@@ -102,7 +103,9 @@ impl Shared {
         }
     }
 
-    pub async fn reserve(&self, plan: &Plan, now: u64, amounts: Amounts) -> Result<(), Denial> {
+    /// Reserves `amounts` on every window of `plan`: `Ok(false)` when Redis
+    /// could not be reached (nothing was counted there).
+    pub async fn reserve(&self, plan: &Plan, now: u64, amounts: Amounts) -> Result<bool, Denial> {
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(self.cooldown_key(&plan.provider))
@@ -123,8 +126,8 @@ impl Shared {
         let answer: Vec<redis::Value> = match self.call(&invocation).await {
             Ok(answer) => answer,
             Err(e) => {
-                tracing::warn!("the Redis ledger is unreachable; serving unmetered: {e}");
-                return Ok(());
+                self.warn("counting on this gateway alone until it answers", &e);
+                return Ok(false);
             }
         };
         let int = |i: usize| -> u64 { answer.get(i).and_then(as_u64).unwrap_or(0) };
@@ -158,8 +161,29 @@ impl Shared {
                     now,
                 })
             }
-            _ => Ok(()),
+            _ => Ok(true),
         }
+    }
+
+    /// Adds what this gateway counted alone, `used[i]` for `scope.rules[i]`.
+    pub async fn merge(
+        &self,
+        scope: &Scope,
+        used: &[u64],
+        now: u64,
+    ) -> Result<(), redis::RedisError> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg("merge").arg(now);
+        for (rule, amount) in scope.rules.iter().zip(used) {
+            invocation.key(self.window_key(scope, rule, now));
+            let (kind, period) = shape(rule, now);
+            invocation
+                .arg(kind)
+                .arg(rule.limit)
+                .arg(period)
+                .arg(*amount);
+        }
+        self.call::<redis::Value>(&invocation).await.map(|_| ())
     }
 
     pub async fn settle(&self, plan: &Plan, now: u64, settlement: Settlement) {
