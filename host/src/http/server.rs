@@ -245,24 +245,26 @@ async fn serve_lane(
 /// hands the record what the front door knows: its id, path and status.
 async fn handle(state: &AppState, inbound: &Inbound, request: Request<Incoming>) -> Response<Body> {
     let in_flight = crate::lanes::request();
-    let record = Record::new(Instant::now());
+    // The place is the record's, given back when it is written (a stream's
+    // at its end).
+    let place = IN_FLIGHT.enter(inbound.max_in_flight);
+    let shed = place.is_none();
+    let record = Record::admitted(Instant::now(), place);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let routed = async {
         if path == "/health" {
             return json_response(StatusCode::OK, r#"{"status":"ok"}"#);
         }
-        let anthropic = path.starts_with("/v1/messages");
-        let Some(place) = IN_FLIGHT.enter(inbound.max_in_flight) else {
+        if shed {
             return shaped(
-                anthropic,
+                path.starts_with("/v1/messages"),
                 ApiError::overloaded(format!(
                     "the gateway is serving {} requests, its limit (TOLLGATE_MAX_IN_FLIGHT); retry shortly",
                     inbound.max_in_flight
                 )),
             );
-        };
-        Record::current().hold_place(place);
+        }
         route(state, request, &method, &path).await
     };
     let mut response = record::scope(record.clone(), routed).await;

@@ -44,6 +44,9 @@ pub struct Record {
     /// When the request arrived: durations are counted from here.
     arrived: Instant,
     inner: Mutex<Inner>,
+    /// The request's place among those in flight, given back when the
+    /// record is written (a stream's at its end).
+    _in_flight: Option<crate::http::inbound::Place>,
 }
 
 #[derive(Default)]
@@ -66,9 +69,6 @@ struct Inner {
     /// The request's reservation on its key's rates, settled with the
     /// tokens served when the record is written.
     key_hold: Option<Reservation>,
-    /// Its place among the requests in flight, given back when the record
-    /// is written (a stream's at its end).
-    in_flight: Option<crate::http::inbound::Place>,
 }
 
 /// What the front door knows of the request.
@@ -97,9 +97,16 @@ enum Stream {
 impl Record {
     /// The record of a request that arrived at `arrived`.
     pub fn new(arrived: Instant) -> Arc<Self> {
+        Self::admitted(arrived, None)
+    }
+
+    /// The record of a request the front door admitted, holding its place
+    /// among the requests in flight.
+    pub fn admitted(arrived: Instant, place: Option<crate::http::inbound::Place>) -> Arc<Self> {
         Arc::new(Record {
             arrived,
             inner: Mutex::default(),
+            _in_flight: place,
         })
     }
 
@@ -129,12 +136,6 @@ impl Record {
     /// written.
     pub(super) fn hold_key(&self, reservation: Reservation) {
         self.inner().key_hold = Some(reservation);
-    }
-
-    /// Keeps the request's place among those in flight until the record is
-    /// written.
-    pub fn hold_place(&self, place: crate::http::inbound::Place) {
-        self.inner().in_flight = Some(place);
     }
 
     /// The front door's part, once the response's head is ready.
