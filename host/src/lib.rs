@@ -20,9 +20,10 @@
 //! - [`gpu`]: the VRAM lease table and job slots of local backends.
 //! - [`plugins`]: the WebAssembly sandbox for adapters and policies.
 //! - [`config`]: fragments, environment, validation, the catalogue.
-//! - [`api`], [`clock`], [`lanes`], [`memory`], [`metrics`], [`redact`],
-//!   [`store_file`]: shared below every stage (wire shapes and uploads,
-//!   time, serving threads, the allocator, the process's counters, secret
+//! - [`api`], [`clock`], [`gauge`], [`lanes`], [`memory`], [`metrics`],
+//!   [`redact`], [`store_file`]: shared below every stage (wire shapes,
+//!   uploads and the body limit, time, the connection and in-flight counts,
+//!   serving threads, the allocator, the process's counters, secret
 //!   scrubbing, opening an embedded store that may be damaged).
 //!
 //! Beside the request path: [`import`] (moving in from a LiteLLM config),
@@ -55,6 +56,7 @@ pub mod fuzz;
 
 pub mod api;
 pub mod clock;
+pub mod gauge;
 pub mod lanes;
 pub mod memory;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! Every error a client sees is `{"error": {"message", "type", "code"}}` with
 //! the status that matches it, so OpenAI SDKs raise their usual exceptions.
 
+pub mod limits;
 pub mod uploads;
 
 use bytes::Bytes;

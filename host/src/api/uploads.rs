@@ -93,7 +93,7 @@ pub async fn read_form(request: Request<Incoming>) -> Result<Form, ApiError> {
             )
         })?;
     if hyper::body::Body::size_hint(request.body()).lower() > MAX_UPLOAD {
-        crate::http::inbound::discard(request.into_body());
+        super::limits::discard(request.into_body());
         return Err(too_large(format!(
             "the upload exceeds {} MiB",
             MAX_UPLOAD >> 20

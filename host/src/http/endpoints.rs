@@ -404,9 +404,9 @@ fn inbound<E: Envelope>(body: &[u8]) -> Result<(String, Inbound), ApiError> {
 /// Reads a request body, up to the gateway's limit: a body whose
 /// `Content-Length` says it is larger is refused before a byte is read.
 pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let limit = crate::http::inbound::max_body();
+    let limit = crate::api::limits::max_body();
     if hyper::body::Body::size_hint(request.body()).lower() > limit as u64 {
-        crate::http::inbound::discard(request.into_body());
+        crate::api::limits::discard(request.into_body());
         return Err(ApiError::payload_too_large(limit));
     }
     match Limited::new(request.into_body(), limit).collect().await {

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -93,58 +93,10 @@ impl Inbound {
     }
 }
 
-/// The largest request body, as [`Inbound::install`] set it: read where
-/// bodies are read, which is everywhere a route takes one.
-static MAX_BODY: AtomicUsize = AtomicUsize::new(32 << 20);
-
 impl Inbound {
     /// Makes `max_body` the limit every body reader applies.
     pub fn install(&self) {
-        MAX_BODY.store(self.max_body, Ordering::Relaxed);
-    }
-}
-
-/// The largest request body the gateway reads, in bytes.
-pub fn max_body() -> usize {
-    MAX_BODY.load(Ordering::Relaxed)
-}
-
-/// A count with a ceiling, read by `/metrics`.
-#[derive(Debug)]
-pub struct Gauge(AtomicUsize);
-
-/// Client connections open now.
-pub static CONNECTIONS: Gauge = Gauge::new();
-/// Requests being served now (a stream until its end).
-pub static IN_FLIGHT: Gauge = Gauge::new();
-
-impl Gauge {
-    const fn new() -> Self {
-        Gauge(AtomicUsize::new(0))
-    }
-
-    /// Takes a place if fewer than `limit` are taken; it is given back when
-    /// the [`Place`] drops.
-    pub fn enter(&'static self, limit: usize) -> Option<Place> {
-        if self.0.fetch_add(1, Ordering::AcqRel) >= limit {
-            self.0.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Place(self))
-    }
-
-    pub fn now(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// One place taken on a [`Gauge`].
-#[derive(Debug)]
-pub struct Place(&'static Gauge);
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::AcqRel);
+        crate::api::limits::set_max_body(self.max_body);
     }
 }
 
@@ -165,32 +117,6 @@ pub async fn refuse(mut stream: TcpStream, open: usize) {
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
-}
-
-/// How long, and how much of, a refused body is read and thrown away.
-const DISCARD_FOR: Duration = Duration::from_secs(10);
-const DISCARD_BYTES: u64 = 64 << 20;
-
-/// Reads what the client still sends of a body refused by its length, and
-/// throws it away, as nginx's lingering close does: the 413 goes out at
-/// once, and a client that is still writing its body (most send it whole
-/// before they read) then reads it rather than a broken pipe. A body too
-/// long or too slow to throw away is cut off.
-pub fn discard(body: hyper::body::Incoming) {
-    use http_body_util::BodyExt;
-    tokio::spawn(async move {
-        let mut body = body;
-        let mut read = 0u64;
-        let drain = async {
-            while let Some(Ok(frame)) = body.frame().await {
-                read += frame.data_ref().map_or(0, |d| d.len() as u64);
-                if read > DISCARD_BYTES {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(DISCARD_FOR, drain).await;
-    });
 }
 
 /// How long the accept loop should pause after `error`: resource
@@ -251,18 +177,6 @@ mod tests {
                 .to_string()
                 .contains("TOLLGATE_MAX_IN_FLIGHT=0")
         );
-    }
-
-    #[test]
-    fn a_gauge_refuses_past_its_limit_and_gives_places_back() {
-        static GAUGE: Gauge = Gauge::new();
-        let a = GAUGE.enter(2).unwrap();
-        let _b = GAUGE.enter(2).unwrap();
-        assert!(GAUGE.enter(2).is_none());
-        assert_eq!(GAUGE.now(), 2);
-        drop(a);
-        assert!(GAUGE.enter(2).is_some());
-        assert_eq!(GAUGE.now(), 1);
     }
 
     #[test]

@@ -175,7 +175,7 @@ fn register_keys(registry: &mut Registry, report: &QuotaReport) {
 /// slots taken, and tasks on the serving lanes. All fall back to their idle
 /// level once traffic stops; one that does not is a leak.
 fn register_open(registry: &mut Registry, gateway: &crate::route::Gateway) {
-    use crate::http::inbound::{CONNECTIONS, IN_FLIGHT};
+    use crate::gauge::{CONNECTIONS, IN_FLIGHT};
     let gauges = [
         (
             "connections_open",

@@ -1,8 +1,9 @@
 //! The HTTP front door: routes, client authentication, body limits, parsing.
 
 use crate::api::{ApiError, Body, json_response};
+use crate::gauge::{CONNECTIONS, IN_FLIGHT, Place};
 use crate::http::endpoints;
-use crate::http::inbound::{self, CONNECTIONS, IN_FLIGHT, Inbound, Place, Started};
+use crate::http::inbound::{self, Inbound, Started};
 use crate::http::{access, admin, admin_keys};
 use crate::http::{dashboard, metrics};
 use crate::http::{messages, responses};

@@ -46,7 +46,7 @@ pub struct Record {
     inner: Mutex<Inner>,
     /// The request's place among those in flight, given back when the
     /// record is written (a stream's at its end).
-    _in_flight: Option<crate::http::inbound::Place>,
+    _in_flight: Option<crate::gauge::Place>,
 }
 
 #[derive(Default)]
@@ -102,7 +102,7 @@ impl Record {
 
     /// The record of a request the front door admitted, holding its place
     /// among the requests in flight.
-    pub fn admitted(arrived: Instant, place: Option<crate::http::inbound::Place>) -> Arc<Self> {
+    pub fn admitted(arrived: Instant, place: Option<crate::gauge::Place>) -> Arc<Self> {
         Arc::new(Record {
             arrived,
             inner: Mutex::default(),
