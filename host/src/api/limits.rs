@@ -7,7 +7,11 @@ use std::time::Duration;
 /// The largest request body, as [`set_max_body`] set it (the front door's
 /// `TOLLGATE_MAX_BODY_MIB`): read where bodies are read, which is
 /// everywhere a route takes one.
-static MAX_BODY: AtomicUsize = AtomicUsize::new(32 << 20);
+static MAX_BODY: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_BODY);
+
+/// The body limit when `TOLLGATE_MAX_BODY_MIB` is not set: 32 MiB, for
+/// chat requests that carry inline images.
+pub const DEFAULT_MAX_BODY: usize = 32 << 20;
 
 pub fn set_max_body(bytes: usize) {
     MAX_BODY.store(bytes, Ordering::Relaxed);

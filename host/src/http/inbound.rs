@@ -43,7 +43,7 @@ impl Default for Inbound {
             max_in_flight: 1024,
             header_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(75),
-            max_body: 32 << 20,
+            max_body: crate::api::limits::DEFAULT_MAX_BODY,
         }
     }
 }

@@ -88,6 +88,23 @@ impl Shared {
         format!("{}{}:cooldown", self.prefix, scope.id)
     }
 
+    /// Adds one window to a reserve, peek or merge call: its key, then its
+    /// kind, limit and period, which every such operation reads first.
+    fn window<'a, 'b>(
+        &self,
+        invocation: &'b mut redis::ScriptInvocation<'a>,
+        scope: &Scope,
+        rule: &Rule,
+        now: u64,
+    ) -> &'b mut redis::ScriptInvocation<'a> {
+        let (kind, period) = shape(rule, now);
+        invocation
+            .key(self.window_key(scope, rule, now))
+            .arg(kind)
+            .arg(rule.limit)
+            .arg(period)
+    }
+
     /// The key of `rule`'s counter at instant `at` (calendar windows have one
     /// key per period).
     fn window_key(&self, scope: &Scope, rule: &Rule, at: u64) -> String {
@@ -114,12 +131,7 @@ impl Shared {
             .arg(now);
         let windows = windows(plan);
         for (scope, rule) in &windows {
-            invocation.key(self.window_key(scope, rule, now));
-            let (kind, period) = shape(rule, now);
-            invocation
-                .arg(kind)
-                .arg(rule.limit)
-                .arg(period)
+            self.window(&mut invocation, scope, rule, now)
                 .arg(amounts.of(rule.metric))
                 .arg(amounts.admit(rule.metric));
         }
@@ -175,13 +187,7 @@ impl Shared {
         let mut invocation = self.script.prepare_invoke();
         invocation.arg("merge").arg(now);
         for (rule, amount) in scope.rules.iter().zip(used) {
-            invocation.key(self.window_key(scope, rule, now));
-            let (kind, period) = shape(rule, now);
-            invocation
-                .arg(kind)
-                .arg(rule.limit)
-                .arg(period)
-                .arg(*amount);
+            self.window(&mut invocation, scope, rule, now).arg(*amount);
         }
         self.call::<redis::Value>(&invocation).await.map(|_| ())
     }
@@ -247,9 +253,7 @@ impl Shared {
                 .arg("peek")
                 .arg(now);
             for rule in &scope.rules {
-                invocation.key(self.window_key(scope, rule, now));
-                let (kind, period) = shape(rule, now);
-                invocation.arg(kind).arg(rule.limit).arg(period);
+                self.window(&mut invocation, scope, rule, now);
             }
             let answer: Vec<redis::Value> = self
                 .call(&invocation)
